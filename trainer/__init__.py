@@ -1,0 +1,1 @@
+"""The RL trading trainer."""
