@@ -1,0 +1,191 @@
+"""Settings, parsed once at the edge into frozen dataclasses.
+
+``config/config.json`` holds the daemon's keys (and the lock-file path both
+programs share), either at its top level or inside one ``"daemon"`` section.
+``config/logging_config.json`` holds the logging keys. A missing file means the
+defaults; an unreadable file, bad JSON, an unknown key or a wrong type raises
+:class:`ConfigError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from daemon.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    archive_dir: str = "archives"
+    """Where archives go, relative to the workspace unless absolute."""
+    keep_last: int = 5
+    """How many of the newest archives rotation always keeps."""
+    keep_daily: int = 0
+    """Also keep the newest archive of each of the last N days (0: off)."""
+    keep_weekly: int = 0
+    """Also keep the newest archive of each of the last N ISO weeks (0: off)."""
+    max_total_bytes: int | None = None
+    """Delete the oldest unprotected archives while the total exceeds this (null: no cap)."""
+    lock_file: str = "training.lock"
+    """The trainer's lock file, relative to the workspace unless absolute."""
+    event_log: str = ".daemon/events.sqlite3"
+    """The SQLite event log, relative to the workspace unless absolute."""
+    compression_level: int = 1
+    """Deflate level for compressible members (1 fastest .. 9 smallest)."""
+    rotation_interval_s: float = 300.0
+    """How often the daemon enforces retention, besides after every archive."""
+    rescan_interval_s: float = 600.0
+    """How often the daemon rescans logs/ and models/ against its state."""
+    stale_check_interval_s: float = 2.0
+    """How often the daemon checks the lock file for a dead trainer."""
+    coalesce_window_s: float = 1.0
+    """File notifications for one path within this window become one event."""
+    polling_fallback: bool = True
+    """Fall back to a polling observer when inotify watches run out."""
+
+    def __post_init__(self) -> None:
+        for name in ("keep_last", "keep_daily", "keep_weekly"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if not 1 <= self.compression_level <= 9:
+            raise ValueError("compression_level must be between 1 and 9")
+        if self.max_total_bytes is not None and self.max_total_bytes <= 0:
+            raise ValueError("max_total_bytes must be positive or null")
+        for name in ("rotation_interval_s", "rescan_interval_s", "stale_check_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.coalesce_window_s < 0:
+            raise ValueError("coalesce_window_s must be >= 0")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+    """Lowest level emitted: debug, info, warning or error."""
+    format: str = "auto"
+    """json, console, or auto (console on a terminal, JSON otherwise)."""
+    training_log: str = "logs/training.log"
+    """The trainer's human-readable log, relative to the workspace."""
+
+    def __post_init__(self) -> None:
+        if self.level not in ("debug", "info", "warning", "error"):
+            raise ValueError("level must be debug, info, warning or error")
+        if self.format not in ("auto", "json", "console"):
+            raise ValueError("format must be auto, json or console")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Absolute paths of one workspace, resolved from its config."""
+
+    workspace: Path
+    archive_dir: Path
+    lock_file: Path
+    event_log: Path
+    config_file: Path
+
+    @property
+    def daemon_dir(self) -> Path:
+        return self.workspace / ".daemon"
+
+
+@dataclass(frozen=True)
+class Settings:
+    daemon: DaemonConfig
+    logging: LoggingConfig
+    paths: Paths
+
+
+def load_settings(workspace: Path, config_file: Path | None = None) -> Settings:
+    workspace = workspace.resolve()
+    config_file = (config_file or workspace / "config" / "config.json").absolute()
+    daemon = parse_file(config_file, DaemonConfig, section="daemon")
+    logging = parse_file(workspace / "config" / "logging_config.json", LoggingConfig)
+
+    def resolve(p: str) -> Path:
+        path = Path(p).expanduser()
+        return path if path.is_absolute() else workspace / path
+
+    paths = Paths(
+        workspace=workspace,
+        archive_dir=resolve(daemon.archive_dir),
+        lock_file=resolve(daemon.lock_file),
+        event_log=resolve(daemon.event_log),
+        config_file=config_file,
+    )
+    return Settings(daemon, logging, paths)
+
+
+def parse_file(path: Path, cls: type[T], *, section: str | None = None) -> T:
+    """Parse a JSON file into ``cls``; a missing file gives the defaults."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return cls()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from e
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a JSON object at the top level")
+    if section is not None and isinstance(doc.get(section), dict) and len(doc) == 1:
+        doc = doc[section]
+    return parse_mapping(doc, cls, source=str(path))
+
+
+def parse_mapping(doc: dict[str, Any], cls: type[T], *, source: str) -> T:
+    assert dataclasses.is_dataclass(cls)
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in doc:
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"{source}: unknown key {key!r} (known keys: {known})")
+    values: dict[str, Any] = {}
+    for key, value in doc.items():
+        values[key] = _coerce(value, hints[key], f"{source}: key {key!r}")
+    try:
+        return cls(**values)
+    except ValueError as e:
+        raise ConfigError(f"{source}: {e}") from e
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is not type(None):
+                return _coerce(value, option, where)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a field type this parser does not know is a programming error
+        raise TypeError(f"unsupported config type {hint!r}")
+    raise ConfigError(f"{where} must be {_describe(hint)}, got {json.dumps(value)}")
+
+
+def _describe(hint: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, str(hint)
+    )

@@ -1,0 +1,298 @@
+"""Everything the daemon sees or does, as small frozen dataclasses named in the past tense.
+
+An event's ``type`` is its class name; its JSON payload is its fields
+(``dataclasses.asdict``). ``SCHEMA`` is bumped when a type's fields change
+incompatibly; :func:`decode` ignores unknown fields so an old daemon can read a
+newer log, and fills missing optional ones from defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+Area = Literal["logs", "models"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class: subclasses are registered by name in :data:`EVENT_TYPES`."""
+
+    SCHEMA: ClassVar[int] = 1
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    def payload(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- daemon lifecycle --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaemonStarted(Event):
+    pid: int
+    version: str
+    workspace: str
+
+
+@dataclass(frozen=True)
+class DaemonStopped(Event):
+    pid: int
+    reason: str = "signal"
+
+
+@dataclass(frozen=True)
+class ConfigReloaded(Event):
+    path: str
+
+
+@dataclass(frozen=True)
+class ConfigRejected(Event):
+    path: str
+    error: str
+
+
+# --- files -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileCreated(Event):
+    path: str
+    area: Area
+    size: int = 0
+    mtime_ns: int = 0
+
+
+@dataclass(frozen=True)
+class FileModified(Event):
+    path: str
+    area: Area
+    size: int = 0
+    mtime_ns: int = 0
+    count: int = 1
+    """How many raw notifications this coalesced event stands for."""
+
+
+@dataclass(frozen=True)
+class FileDeleted(Event):
+    path: str
+    area: Area
+
+
+@dataclass(frozen=True)
+class FileMoved(Event):
+    path: str
+    area: Area
+    dest_path: str
+    dest_area: Area | None = None
+    size: int = 0
+    mtime_ns: int = 0
+
+
+@dataclass(frozen=True)
+class Rescanned(Event):
+    trigger: str
+    files: int
+    created: int = 0
+    modified: int = 0
+    deleted: int = 0
+
+
+@dataclass(frozen=True)
+class WatcherDegraded(Event):
+    reason: str
+    fallback: str
+
+
+@dataclass(frozen=True)
+class ModelInvalid(Event):
+    """A model zip in models/ cannot be opened as a zip (truncated or corrupt)."""
+
+    path: str
+    error: str
+
+
+# --- sessions ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionStarted(Event):
+    session_id: str
+    pid: int = 0
+    host: str = ""
+    started_at: str = ""
+    archive: bool = True
+
+
+@dataclass(frozen=True)
+class SessionAcknowledged(Event):
+    session_id: str
+    archive: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionRunning(Event):
+    session_id: str
+
+
+@dataclass(frozen=True)
+class SessionStopped(Event):
+    session_id: str
+    outcome: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionAbandoned(Event):
+    session_id: str
+    pid: int = 0
+    last_state: str = ""
+
+
+@dataclass(frozen=True)
+class LockFileInvalid(Event):
+    path: str
+    error: str
+
+
+@dataclass(frozen=True)
+class WorkspacePrepared(Event):
+    session_id: str
+    archive: str
+    removed: int
+    kept: int = 0
+
+
+# --- archives ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchiveStarted(Event):
+    reason: str
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ArchiveCompleted(Event):
+    name: str
+    reason: str
+    session_id: str | None
+    archive_id: str
+    bytes: int
+    members: int
+    source_bytes: int = 0
+    seconds: float = 0.0
+    created_at: str = ""
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class ArchiveFailed(Event):
+    reason: str
+    session_id: str | None
+    error: str
+
+
+@dataclass(frozen=True)
+class ArchiveVerified(Event):
+    name: str
+    ok: bool
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ArchivePruned(Event):
+    name: str
+    bytes: int = 0
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class ArchivePinned(Event):
+    name: str
+
+
+@dataclass(frozen=True)
+class ArchiveUnpinned(Event):
+    name: str
+
+
+@dataclass(frozen=True)
+class TempFilesRemoved(Event):
+    paths: tuple[str, ...]
+
+
+# --- scheduler ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobFailed(Event):
+    job: str
+    error: str
+
+
+@dataclass(frozen=True)
+class JobMissed(Event):
+    job: str
+    scheduled_at: str = ""
+
+
+@dataclass(frozen=True)
+class EventLogRecovered(Event):
+    """The event log was unreadable at start; it was set aside and a new one begun."""
+
+    moved_to: str
+    recovered: int
+    error: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        DaemonStarted,
+        DaemonStopped,
+        ConfigReloaded,
+        ConfigRejected,
+        FileCreated,
+        FileModified,
+        FileDeleted,
+        FileMoved,
+        Rescanned,
+        WatcherDegraded,
+        ModelInvalid,
+        SessionStarted,
+        SessionAcknowledged,
+        SessionRunning,
+        SessionStopped,
+        SessionAbandoned,
+        LockFileInvalid,
+        WorkspacePrepared,
+        ArchiveStarted,
+        ArchiveCompleted,
+        ArchiveFailed,
+        ArchiveVerified,
+        ArchivePruned,
+        ArchivePinned,
+        ArchiveUnpinned,
+        TempFilesRemoved,
+        JobFailed,
+        JobMissed,
+        EventLogRecovered,
+    )
+}
+
+
+def decode(type_name: str, data: dict[str, Any]) -> Event | None:
+    """Rebuild an event from its stored type and payload; None for an unknown type."""
+    cls = EVENT_TYPES.get(type_name)
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in data.items() if k in names}
+    for f in dataclasses.fields(cls):
+        if f.type in ("tuple[str, ...]",) and isinstance(kwargs.get(f.name), list):
+            kwargs[f.name] = tuple(kwargs[f.name])
+    return cls(**kwargs)

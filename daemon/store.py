@@ -1,0 +1,227 @@
+"""The append-only event log: one SQLite table, WAL, ``synchronous=FULL``.
+
+Several processes may append at once (the daemon and CLI commands such as
+``archive`` or ``pin``): every append is its own ``BEGIN IMMEDIATE``
+transaction, so ``seq`` (an AUTOINCREMENT key) is strictly increasing and never
+reused. Triggers refuse UPDATE and DELETE: events are never changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import EventLogError
+from daemon.events import Event, EventLogRecovered, decode
+
+STORE_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts     TEXT    NOT NULL,
+    type   TEXT    NOT NULL,
+    schema INTEGER NOT NULL,
+    data   TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_type ON events (type, seq);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+"""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as the log holds it."""
+
+    seq: int
+    ts: str
+    type: str
+    schema: int
+    data: dict[str, Any]
+
+    @property
+    def event(self) -> Event | None:
+        return decode(self.type, self.data)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "ts": self.ts, "type": self.type, "data": self.data}
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class EventStore:
+    """Append and read events. Thread-safe; safe alongside other processes.
+
+    ``on_append`` is called with every event after it is committed (the daemon
+    passes its structlog emitter there).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        on_append: Callable[[StoredEvent], None] | None = None,
+        clock: Callable[[], str] = utc_now_iso,
+    ) -> None:
+        self.path = path
+        self.on_append = on_append
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conn = _connect(path)
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        recover: bool = False,
+        on_append: Callable[[StoredEvent], None] | None = None,
+    ) -> EventStore:
+        """Open (creating) the log. With ``recover``, a corrupt log is set aside
+        and its readable events are copied into a fresh one, recording
+        :class:`EventLogRecovered`; without it, corruption raises EventLogError."""
+        try:
+            store = cls(path, on_append=on_append)
+            store._check()
+            return store
+        except (sqlite3.DatabaseError, EventLogError) as e:
+            if not recover:
+                raise EventLogError(
+                    f"{path}: event log is unreadable ({e}); the daemon sets it aside on start"
+                ) from e
+            return cls._recover(path, str(e), on_append)
+
+    def _check(self) -> None:
+        row = self._conn.execute("PRAGMA quick_check").fetchone()
+        if row is None or row[0] != "ok":
+            raise EventLogError(f"integrity check failed: {row[0] if row else 'no answer'}")
+        self._conn.execute("SELECT max(seq) FROM events").fetchone()
+
+    @classmethod
+    def _recover(
+        cls, path: Path, error: str, on_append: Callable[[StoredEvent], None] | None
+    ) -> EventStore:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+        rows = _salvage(path)
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(path) + suffix)
+            if src.exists():
+                os.replace(src, Path(str(aside) + suffix))
+        store = cls(path, on_append=on_append)
+        with store._lock, store._conn:
+            store._conn.execute("BEGIN IMMEDIATE")
+            store._conn.executemany(
+                "INSERT INTO events (seq, ts, type, schema, data) VALUES (?, ?, ?, ?, ?)", rows
+            )
+        store.append(EventLogRecovered(moved_to=str(aside), recovered=len(rows), error=error))
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def append(self, event: Event) -> StoredEvent:
+        return self.append_many([event])[0]
+
+    def append_many(self, events: Sequence[Event]) -> list[StoredEvent]:
+        """Append events in one transaction; returns them with their ``seq``."""
+        stored: list[StoredEvent] = []
+        if not events:
+            return stored
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                for event in events:
+                    ts = self._clock()
+                    data = event.payload()
+                    cur = self._conn.execute(
+                        "INSERT INTO events (ts, type, schema, data) VALUES (?, ?, ?, ?)",
+                        (ts, event.type, event.SCHEMA, json.dumps(data, separators=(",", ":"))),
+                    )
+                    assert cur.lastrowid is not None
+                    stored.append(StoredEvent(cur.lastrowid, ts, event.type, event.SCHEMA, data))
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise EventLogError(f"{self.path}: cannot append to the event log ({e})") from e
+        if self.on_append is not None:
+            for item in stored:
+                self.on_append(item)
+        return stored
+
+    def read(self, after: int = 0, *, types: Iterable[str] | None = None) -> Iterator[StoredEvent]:
+        """Events with ``seq > after``, oldest first, optionally of some types only."""
+        query = "SELECT seq, ts, type, schema, data FROM events WHERE seq > ?"
+        params: list[Any] = [after]
+        wanted = list(types or ())
+        if wanted:
+            query += f" AND type IN ({','.join('?' * len(wanted))})"
+            params += wanted
+        query += " ORDER BY seq"
+        with self._lock:
+            rows = self._conn.execute(query, params).fetchall()
+        for seq, ts, type_, schema, data in rows:
+            yield StoredEvent(seq, ts, type_, schema, json.loads(data))
+
+    def last_seq(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        return int(row[0])
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version = {STORE_VERSION}")
+    except OSError as e:
+        raise EventLogError(f"{path}: cannot open the event log ({e})") from e
+    return conn
+
+
+def _salvage(path: Path) -> list[tuple[int, str, str, int, str]]:
+    """Whatever rows of a damaged log can still be read, in order."""
+    rows: list[tuple[int, str, str, int, str]] = []
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return rows
+    try:
+        cur = conn.execute("SELECT seq, ts, type, schema, data FROM events ORDER BY seq")
+        while True:
+            try:
+                row = cur.fetchone()
+            except sqlite3.Error:
+                break
+            if row is None:
+                break
+            rows.append(row)
+    except sqlite3.Error:
+        pass
+    finally:
+        conn.close()
+    return rows
