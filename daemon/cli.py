@@ -1,0 +1,136 @@
+"""``python -m daemon``: the service and the commands that inspect and manage archives.
+
+Exit codes: 0 success; 1 the operation failed or found a problem; 2 bad usage
+or bad input (nothing on disk is touched then). Results go to stdout (one JSON
+document with ``--json``); recorded events are logged on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from daemon import commands
+from daemon.errors import ArchiveNotFoundError, ConfigError, DaemonError, UnsafeArchiveError
+from daemon.protocol import LockFileError, LockHeldError
+
+EPILOG = """\
+exit codes: 0 success, 1 the operation failed or found a problem, 2 bad usage or input.
+Every command reads WORKSPACE/config/config.json (archive_dir, keep_last, ...);
+see README.md for all keys."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m daemon",
+        description="Keep training sessions from ever losing data: a watching, archiving "
+        "service and the commands to inspect, verify, restore and rotate its archives.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
+    def command(name: str, help: str, *, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument(
+            "--workspace",
+            type=Path,
+            default=Path("."),
+            metavar="DIR",
+            help="the training workspace (default: the current folder)",
+        )
+        p.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="config file (default: WORKSPACE/config/config.json)",
+        )
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print JSON on stdout")
+        return p
+
+    command("run", "run the service in the foreground (as systemd does)", json_flag=False)
+    command("status", "what the daemon and the event log know: daemon, session, archives")
+    p = command("archive", "archive the workspace now (verified, then rotated)")
+    p.add_argument(
+        "--reason",
+        default="manual",
+        choices=commands.REASONS,
+        help="recorded in the manifest (default: manual)",
+    )
+    command("list", "list the archives, oldest first")
+    p = command("verify", "check every member's CRC and sha256; exit 1 on any mismatch")
+    p.add_argument(
+        "archives",
+        nargs="*",
+        metavar="ARCHIVE",
+        help="archive file names or paths (default: every archive)",
+    )
+    p = command("restore", "extract an archive into an empty or new folder", json_flag=False)
+    p.add_argument("archive", metavar="ARCHIVE", help="an archive file name or path")
+    p.add_argument(
+        "--to",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="target folder: must be empty or not exist",
+    )
+    p = command("prune", "apply retention now (keep_last, keep_daily, ...)")
+    p.add_argument("--dry-run", action="store_true", help="show what would go; delete nothing")
+    p = command("events", "print the event log")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    p.add_argument(
+        "--type",
+        action="append",
+        metavar="T",
+        dest="types",
+        help="only events of this type (repeatable)",
+    )
+    for name, verb in (("pin", "protect"), ("unpin", "stop protecting")):
+        p = command(name, f"{verb} an archive from rotation", json_flag=False)
+        p.add_argument("archive", metavar="ARCHIVE", help="an archive file name or path")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    prog = f"daemon {args.command}"
+    try:
+        if not args.workspace.is_dir():
+            raise ConfigError(f"workspace {args.workspace} is not a folder")
+        if args.config is not None and not args.config.is_file():
+            raise ConfigError(f"config file {args.config} does not exist")
+        return commands.dispatch(args)
+    except (ConfigError, ArchiveNotFoundError, LockFileError, LockHeldError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except UnsafeArchiveError as e:
+        print(f"{prog}: refused: {e}", file=sys.stderr)
+        return 1
+    except DaemonError as e:
+        print(f"{prog}: failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

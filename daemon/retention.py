@@ -1,0 +1,119 @@
+"""Archive retention: a pure function from the archives that exist to the ones to delete.
+
+Rules, applied together (an archive survives if any rule keeps it):
+
+* the newest ``keep_last`` archives;
+* with ``keep_daily`` N, the newest archive of each of the N most recent days
+  that have one (likewise ``keep_weekly`` with ISO weeks), as borg does;
+* pinned archives and the newest verified archive, always, whatever else says.
+
+``max_total_bytes`` then deletes the oldest archives not protected by a pin or
+by being the newest verified one until the total fits, so it may also remove
+archives the count rules kept: the cap is a hard limit on disk use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+NAME_RE = re.compile(r"^training_backup_(\d{8})_(\d{6})(?:_(\d+))?\.zip$")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the policy knows of one archive."""
+
+    name: str
+    bytes: int
+    pinned: bool = False
+    verified: bool = False
+
+
+@dataclass(frozen=True)
+class Policy:
+    keep_last: int = 5
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    max_total_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    name: str
+    delete: bool
+    why: str
+    """For a kept archive, the first rule that keeps it; for a deleted one, why."""
+    bytes: int = 0
+
+
+def sort_key(name: str) -> tuple[str, str, int]:
+    """Chronological order of archive names (``_2`` sorts after the plain name)."""
+    m = NAME_RE.match(name)
+    if m is None:
+        raise ValueError(f"not an archive name: {name!r}")
+    return m.group(1), m.group(2), int(m.group(3) or 1)
+
+
+def created_at(name: str) -> datetime:
+    day, time, _ = sort_key(name)
+    return datetime.strptime(day + time, "%Y%m%d%H%M%S")
+
+
+def decide(archives: Sequence[Candidate], policy: Policy) -> list[Decision]:
+    """One decision per archive, newest first. Names not matching the archive
+    pattern are never passed here (the caller lists only final archives)."""
+    newest_first = sorted(archives, key=lambda a: sort_key(a.name), reverse=True)
+    why: dict[str, str] = {}
+
+    def keep(name: str, reason: str) -> None:
+        why.setdefault(name, reason)
+
+    protected: set[str] = set()
+    for a in newest_first:
+        if a.pinned:
+            keep(a.name, "pinned")
+            protected.add(a.name)
+    newest_verified = next((a for a in newest_first if a.verified), None)
+    if newest_verified is not None:
+        keep(newest_verified.name, "newest verified")
+        protected.add(newest_verified.name)
+    for a in newest_first[: policy.keep_last]:
+        keep(a.name, "keep_last")
+    for label, count, period in (
+        ("keep_daily", policy.keep_daily, "%Y-%m-%d"),
+        ("keep_weekly", policy.keep_weekly, "%G-W%V"),
+    ):
+        seen: set[str] = set()
+        for a in newest_first:
+            if len(seen) >= count:
+                break
+            bucket = created_at(a.name).strftime(period)
+            if bucket not in seen:
+                seen.add(bucket)
+                keep(a.name, label)
+
+    capped: set[str] = set()
+    if policy.max_total_bytes is not None:
+        total = sum(a.bytes for a in newest_first if a.name in why)
+        for a in reversed(newest_first):
+            if total <= policy.max_total_bytes:
+                break
+            if a.name in why and a.name not in protected:
+                del why[a.name]
+                capped.add(a.name)
+                total -= a.bytes
+
+    def decision(a: Candidate) -> Decision:
+        if a.name in why:
+            return Decision(a.name, False, why[a.name], a.bytes)
+        reason = "over max_total_bytes" if a.name in capped else "outside retention"
+        return Decision(a.name, True, reason, a.bytes)
+
+    return [decision(a) for a in newest_first]
+
+
+def to_delete(archives: Sequence[Candidate], policy: Policy) -> list[str]:
+    return [d.name for d in decide(archives, policy) if d.delete]
