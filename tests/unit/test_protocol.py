@@ -110,7 +110,8 @@ def test_trainer_lock_is_exclusive_across_processes_and_rewritten_in_place(tmp_p
     code = (
         "import sys; from pathlib import Path; from daemon import protocol as p\n"
         "try:\n"
-        f"    p.TrainerLock(Path({str(lock)!r}), retry_s=0.3).acquire(p.LockInfo.new(archive=True))\n"
+        f"    lock = p.TrainerLock(Path({str(lock)!r}), retry_s=0.3)\n"
+        "    lock.acquire(p.LockInfo.new(archive=True))\n"
         "except p.LockHeldError as e:\n"
         "    print(e); sys.exit(2)\n"
     )
@@ -142,9 +143,8 @@ def test_daemon_alive_follows_the_daemon_lock(tmp_path: Path):
     path = p.daemon_lock_path(tmp_path)
     with p.held_exclusively(path):
         assert p.daemon_alive(tmp_path)
-        with pytest.raises(p.LockHeldError):
-            with p.held_exclusively(path):
-                pass
+        with pytest.raises(p.LockHeldError), p.held_exclusively(path):
+            pass
     assert not p.daemon_alive(tmp_path)
 
 
