@@ -1,0 +1,322 @@
+"""The archive engine: create, verify, restore and find workspace archives.
+
+``create_archive`` follows DESIGN.md's "Archive format" to the letter:
+
+1. take the archive lock (``ARCHIVE_DIR/.archive.lock``, ``flock``; wait up
+   to ``lock_timeout_s``, then ``ArchiveBusyError``) and, holding it, remove
+   the hidden temporary files of runs that crashed;
+2. write ``.training_backup_YYYYMMDD_HHMMSS.<id8>.zip.tmp`` (mode 0600: the
+   archives hold everything of a session, so they are readable by their owner
+   only) in the archive folder, streaming each file (``daemon.packer``),
+   MANIFEST.json last;
+3. fsync it and verify it from disk: every member's CRC-32 and sha256 against
+   the manifest that was written (``daemon.verify``);
+4. give it its final name without ever overwriting one (``link`` then
+   ``unlink``; ``_2``, ``_3``... when the name is taken) and fsync the folder.
+
+On any failure the temporary file is removed and an ``ArchiveError`` with a
+one-line message is raised (``DiskFullError`` when the disk is full). Times
+in names and ``created_at`` are UTC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from daemon.archive_files import SourceFile, collect_sources
+from daemon.errors import ArchiveBusyError, ArchiveError, ArchiveNotFoundError, DiskFullError
+from daemon.manifest import (
+    ARCHIVE_RE,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    REASONS,
+    TEMP_RE,
+    Manifest,
+    MemberRecord,
+    SkippedRecord,
+    archive_name,
+    temp_name,
+)
+from daemon.packer import FINAL_BLOCK, Packer, crc32, deflate_chunk
+from daemon.restore import restore_archive
+from daemon.verify import VerifyResult, read_manifest, verify_archive
+from daemon.zipwriter import DEFLATED, ZipWriter
+
+LOCK_NAME = ".archive.lock"
+ARCHIVE_MODE = 0o600
+THREADS = 2
+
+__all__ = [
+    "ARCHIVE_MODE",
+    "ARCHIVE_RE",
+    "LOCK_NAME",
+    "ArchiveResult",
+    "Manifest",
+    "MemberRecord",
+    "SkippedRecord",
+    "VerifyResult",
+    "archive_lock",
+    "cleanup_temp_files",
+    "create_archive",
+    "list_archive_files",
+    "read_manifest",
+    "resolve_archive",
+    "restore_archive",
+    "verify_archive",
+]
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    """A verified archive under its final name."""
+
+    name: str
+    path: Path
+    manifest: Manifest
+    bytes: int
+    source_bytes: int
+    seconds: float
+
+
+@contextlib.contextmanager
+def archive_lock(archive_dir: Path, timeout_s: float) -> Iterator[None]:
+    """Hold the exclusive archive lock; ``ArchiveBusyError`` after ``timeout_s``."""
+    fd = os.open(archive_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout_s
+        pause = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ArchiveBusyError(
+                        f"another archiver holds {archive_dir / LOCK_NAME} (waited {timeout_s:g} s)"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove_temp_files(archive_dir: Path) -> list[Path]:
+    removed = []
+    for p in sorted(archive_dir.iterdir()):
+        if TEMP_RE.match(p.name):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+def cleanup_temp_files(archive_dir: Path) -> list[Path]:
+    """Remove temporary files of interrupted runs, only if no archiver holds the lock."""
+    if not archive_dir.is_dir():
+        return []
+    try:
+        with archive_lock(archive_dir, 0.0):
+            return _remove_temp_files(archive_dir)
+    except ArchiveBusyError:
+        return []
+
+
+def list_archive_files(archive_dir: Path) -> list[Path]:
+    """Final-named archives in ``archive_dir``, oldest first (by name: UTC time, then _N)."""
+    if not archive_dir.is_dir():
+        return []
+    found = []
+    for p in archive_dir.iterdir():
+        m = ARCHIVE_RE.match(p.name)
+        if m and p.is_file() and not p.is_symlink():
+            found.append((m.group(1), m.group(2), int(m.group(3) or 1), p))
+    return [f[3] for f in sorted(found)]
+
+
+def resolve_archive(arg: str, archive_dir: Path) -> Path:
+    """A file name in the archive folder (``.zip`` optional) or a path to an archive file."""
+    candidates = []
+    if "/" not in arg:
+        candidates += [archive_dir / arg, archive_dir / f"{arg}.zip"]
+    candidates.append(Path(arg))
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ArchiveNotFoundError(f"no archive {arg!r} in {archive_dir} nor at that path")
+
+
+def create_archive(
+    workspace: Path,
+    archive_dir: Path,
+    *,
+    reason: str,
+    session_id: str | None = None,
+    compression_level: int = 1,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    lock_timeout_s: float = 600.0,
+    force_zip64: bool = False,
+) -> ArchiveResult:
+    """Archive ``workspace`` into ``archive_dir``; see the module docstring.
+
+    ``progress(done, total)`` counts source bytes written, then bytes verified
+    (``total`` is twice the source size). ``compression_level`` is ISA-L's,
+    0-3 (1 matches zip -1's size). ``force_zip64`` writes zip64 records for
+    every member (for tests and tools that want them).
+    """
+    if reason not in REASONS:
+        raise ValueError(f"archive reason {reason!r} is not one of {', '.join(REASONS)}")
+    started = time.monotonic()
+    now = now or datetime.now(UTC)
+    try:
+        archive_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _wrap(e, archive_dir, f"cannot create the archive folder {archive_dir}") from e
+    with archive_lock(archive_dir, lock_timeout_s):
+        _remove_temp_files(archive_dir)
+        try:
+            sources, skipped = collect_sources(workspace, exclude=[archive_dir])
+        except OSError as e:
+            raise ArchiveError(f"cannot list workspace {workspace}: {e}") from e
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            archive_id=uuid.uuid4().hex,
+            reason=reason,
+            session_id=session_id,
+            created_at=now.astimezone(UTC).isoformat(timespec="seconds"),
+            members=(),
+            skipped=tuple(skipped),
+        )
+        tmp = archive_dir / temp_name(now, manifest.archive_id)
+        try:
+            manifest, size = _write(
+                tmp, sources, manifest, compression_level, force_zip64, progress
+            )
+            _verify_written(tmp, manifest, progress, sum(s.size for s in sources))
+            final = _publish(tmp, archive_dir, now)
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if isinstance(e, OSError):
+                raise _wrap(e, archive_dir, f"archive of {workspace} failed") from e
+            raise
+    return ArchiveResult(
+        name=final.name,
+        path=final,
+        manifest=manifest,
+        bytes=size,
+        source_bytes=sum(m.size for m in manifest.members),
+        seconds=time.monotonic() - started,
+    )
+
+
+def _write(
+    tmp: Path,
+    sources: list[SourceFile],
+    manifest: Manifest,
+    level: int,
+    force_zip64: bool,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[Manifest, int]:
+    total = 2 * sum(s.size for s in sources)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(min(done, total), total)
+
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, ARCHIVE_MODE)
+    try:
+        os.fchmod(fd, ARCHIVE_MODE)
+        writer = ZipWriter(fd, force_zip64=force_zip64)
+        members: list[MemberRecord] = []
+        skipped = list(manifest.skipped)
+        with ThreadPoolExecutor(THREADS, thread_name_prefix="deflate") as pool:
+            packer = Packer(writer, pool, level=level, progress=advance)
+            for src in sources:
+                record = packer.add(src)
+                if isinstance(record, MemberRecord):
+                    members.append(record)
+                else:
+                    skipped.append(record)
+        manifest = replace(manifest, members=tuple(members), skipped=tuple(skipped))
+        data = manifest.to_json().encode("utf-8")
+        body = deflate_chunk(data, b"", level) + FINAL_BLOCK
+        entry = writer.begin(
+            MANIFEST_NAME, method=DEFLATED, mtime=time.time(), mode=0o644, zip64=False
+        )
+        writer.write(body)
+        writer.end(entry, crc=crc32(data), csize=len(body), usize=len(data))
+        size = writer.finish()
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return manifest, size
+
+
+def _verify_written(
+    tmp: Path, manifest: Manifest, progress: Callable[[int, int], None] | None, source_bytes: int
+) -> None:
+    total = 2 * source_bytes
+    done = source_bytes
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(min(done, total), total)
+
+    result = verify_archive(tmp, progress=advance)
+    if not result.ok:
+        raise ArchiveError(f"archive {tmp.name} failed verification: {'; '.join(result.problems)}")
+    if result.manifest != manifest:
+        raise ArchiveError(f"archive {tmp.name} failed verification: manifest read back differs")
+    if progress:
+        progress(total, total)
+
+
+def _publish(tmp: Path, archive_dir: Path, now: datetime) -> Path:
+    """Give ``tmp`` its final name (never overwriting one) and fsync the folder."""
+    n = 1
+    while True:
+        final = archive_dir / archive_name(now, n)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            n += 1
+            continue
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                raise
+            if final.exists():  # no hard links here: rename (we hold the archive lock)
+                n += 1
+                continue
+            os.rename(tmp, final)
+        break
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    dfd = os.open(archive_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return final
+
+
+def _wrap(e: OSError, archive_dir: Path, what: str) -> ArchiveError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"disk full: no space left in the archive folder {archive_dir}")
+    return ArchiveError(f"{what}: {e.strerror or e} ({e.filename or archive_dir})")

@@ -1,0 +1,163 @@
+"""The archive's self-description (DESIGN.md, "Archive format"): names and MANIFEST.json.
+
+An archive is ``training_backup_YYYYMMDD_HHMMSS.zip`` (``_2``, ``_3``... when
+that second is taken; the time is UTC, like ``created_at``). Its last member,
+``MANIFEST.json``, holds the format version, a uuid4 archive id, the reason,
+the session id, ``created_at`` (ISO-8601 UTC) and, per archived file, its
+path in the zip, size, sha256, mtime (float seconds and exact ``mtime_ns``) and
+``changed`` (true when the file kept changing while it was read: the bytes
+archived are those of the last read, and the sha256 is theirs). ``skipped``
+lists the files *not* archived, each with a reason (see ``SKIP_REASONS``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "MANIFEST.json"
+ROOT_CHECKPOINTS = "root_checkpoints"
+REASONS: tuple[str, ...] = ("pre_training", "post_training", "abandoned", "manual", "recovery")
+SKIP_REASONS: tuple[str, ...] = (
+    "vanished",  # listed, then gone before it could be read
+    "unreadable",  # open or read failed (EACCES, EIO...)
+    "symlink",  # a symlink: never followed (target inside the workspace)
+    "symlink_outside_workspace",  # a symlink pointing out of the workspace
+    "not_regular",  # a FIFO, socket or device
+)
+
+ARCHIVE_RE = re.compile(r"^training_backup_(\d{8})_(\d{6})(?:_([2-9]|[1-9]\d+))?\.zip$")
+"""Final archive names: ``training_backup_YYYYMMDD_HHMMSS.zip`` or ``..._N.zip`` (N >= 2)."""
+TEMP_RE = re.compile(r"^\.training_backup_\d{8}_\d{6}\.[0-9a-f]{8}\.zip\.tmp$")
+"""Hidden temporary files of archives being written (or of runs that crashed)."""
+
+
+def archive_name(now: datetime, n: int = 1) -> str:
+    """The final name for an archive created at ``now`` (UTC), the ``n``-th in that second."""
+    stamp = now.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+    return f"training_backup_{stamp}.zip" if n == 1 else f"training_backup_{stamp}_{n}.zip"
+
+
+def temp_name(now: datetime, archive_id: str) -> str:
+    """The hidden temporary name under which an archive is written (matches ``TEMP_RE``)."""
+    stamp = now.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+    return f".training_backup_{stamp}.{archive_id[:8]}.zip.tmp"
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    """One archived file: its path inside the zip and what its bytes were."""
+
+    path: str
+    size: int
+    sha256: str
+    mtime: float
+    mtime_ns: int = 0
+    changed: bool = False
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A file of the workspace that the archive does not hold, and why."""
+
+    path: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The content of MANIFEST.json."""
+
+    format_version: int
+    archive_id: str
+    reason: str
+    session_id: str | None
+    created_at: str
+    members: tuple[MemberRecord, ...]
+    skipped: tuple[SkippedRecord, ...] = ()
+
+    @property
+    def changed(self) -> tuple[str, ...]:
+        """Paths of members whose file kept changing while it was read."""
+        return tuple(m.path for m in self.members if m.changed)
+
+    def member(self, path: str) -> MemberRecord | None:
+        """The record of ``path``, or None."""
+        for m in self.members:
+            if m.path == path:
+                return m
+        return None
+
+    def to_json(self) -> str:
+        """Serialise (stable key order, UTF-8 safe, one member per line for diffs)."""
+        doc = asdict(self)
+        return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        """Parse MANIFEST.json; raise ``ValueError`` naming the bad field."""
+        try:
+            doc = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"MANIFEST.json is not valid JSON: {e}") from e
+        if not isinstance(doc, dict):
+            raise ValueError("MANIFEST.json is not a JSON object")
+        version = _field(doc, "format_version", int)
+        if version != FORMAT_VERSION:
+            raise ValueError(f"MANIFEST.json format_version {version} is not supported")
+        session = doc.get("session_id")
+        if session is not None and not isinstance(session, str):
+            raise ValueError("MANIFEST.json field 'session_id' must be a string or null")
+        members = _field(doc, "members", list)
+        skipped = doc.get("skipped", [])
+        if not isinstance(skipped, list):
+            raise ValueError("MANIFEST.json field 'skipped' must be a list")
+        return cls(
+            format_version=version,
+            archive_id=_field(doc, "archive_id", str),
+            reason=_field(doc, "reason", str),
+            session_id=session,
+            created_at=_field(doc, "created_at", str),
+            members=tuple(_member(m, i) for i, m in enumerate(members)),
+            skipped=tuple(_skipped(s, i) for i, s in enumerate(skipped)),
+        )
+
+
+def _field(doc: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
+    value = doc.get(key)
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok:
+        raise ValueError(f"MANIFEST.json field '{where}{key}' must be {kind.__name__}")
+    return value
+
+
+def _member(m: Any, i: int) -> MemberRecord:
+    if not isinstance(m, dict):
+        raise ValueError(f"MANIFEST.json members[{i}] is not an object")
+    where = f"members[{i}]."
+    return MemberRecord(
+        path=_field(m, "path", str, where),
+        size=_field(m, "size", int, where),
+        sha256=_field(m, "sha256", str, where),
+        mtime=float(_field(m, "mtime", float, where)),
+        mtime_ns=int(m.get("mtime_ns", 0)),
+        changed=bool(m.get("changed", False)),
+    )
+
+
+def _skipped(s: Any, i: int) -> SkippedRecord:
+    if not isinstance(s, dict):
+        raise ValueError(f"MANIFEST.json skipped[{i}] is not an object")
+    where = f"skipped[{i}]."
+    return SkippedRecord(
+        path=_field(s, "path", str, where),
+        reason=_field(s, "reason", str, where),
+        detail=str(s.get("detail", "")),
+    )
