@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from daemon import commands
-from daemon.errors import ArchiveNotFoundError, ConfigError, DaemonError, UnsafeArchiveError
+from daemon.errors import (
+    ArchiveNotFoundError,
+    ConfigError,
+    DaemonError,
+    UnsafeArchiveError,
+    UsageError,
+)
 from daemon.protocol import LockFileError, LockHeldError
 
 EPILOG = """\
@@ -116,11 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"daemon {args.command}"
     try:
         if not args.workspace.is_dir():
-            raise ConfigError(f"workspace {args.workspace} is not a folder")
+            raise UsageError(f"workspace {args.workspace} is not a folder")
         if args.config is not None and not args.config.is_file():
-            raise ConfigError(f"config file {args.config} does not exist")
+            raise UsageError(f"config file {args.config} does not exist")
         return commands.dispatch(args)
-    except (ConfigError, ArchiveNotFoundError, LockFileError, LockHeldError) as e:
+    except (ConfigError, UsageError, ArchiveNotFoundError, LockFileError, LockHeldError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except UnsafeArchiveError as e:

@@ -12,7 +12,7 @@ from typing import Any
 
 from daemon import archive as engine
 from daemon import ops
-from daemon.errors import ArchiveNotFoundError
+from daemon.errors import UsageError
 from daemon.ops import REASONS, Workspace
 from daemon.render import Progress, human_bytes, table
 
@@ -33,10 +33,7 @@ def _print_json(doc: Any) -> None:
 
 
 def _resolve(ws: Workspace, arg: str) -> Path:
-    path = engine.resolve_archive(arg, ws.paths.archive_dir)
-    if not path.is_file():
-        raise ArchiveNotFoundError(f"{arg}: no such archive (looked in {ws.paths.archive_dir})")
-    return path
+    return engine.resolve_archive(arg, ws.paths.archive_dir)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -152,6 +149,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    target: Path = args.to
+    if target.is_symlink() or (target.exists() and (not target.is_dir() or any(target.iterdir()))):
+        raise UsageError(f"restore target {target} must be an empty folder or not exist")
     with _open(args) as ws:
         path = _resolve(ws, args.archive)
         progress = Progress("restoring") if sys.stderr.isatty() else None

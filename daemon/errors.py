@@ -49,3 +49,7 @@ class UnsafeArchiveError(DaemonError):
 
 class ArchiveNotFoundError(DaemonError):
     """No archive matches the name or path given."""
+
+
+class UsageError(DaemonError):
+    """A command-line argument names something unusable (exit code 2)."""

@@ -276,7 +276,12 @@ def _holds_unchanged(path: Path, member: engine.MemberRecord) -> bool:
         return False
     if not stat.S_ISREG(st.st_mode) or st.st_size != member.size:
         return False
-    if abs(st.st_mtime - member.mtime) > 1e-3:
+    same_time = (
+        st.st_mtime_ns == member.mtime_ns
+        if member.mtime_ns
+        else abs(st.st_mtime - member.mtime) < 1e-3
+    )
+    if not same_time or member.changed:
         return False
     digest = hashlib.sha256()
     with path.open("rb") as f:
