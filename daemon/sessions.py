@@ -1,0 +1,279 @@
+"""The daemon's side of the lock-file protocol: a pure decision, then tasks.
+
+:func:`decide` takes what the lock file says (:class:`LockView`), the folded
+:class:`State` and ``now``, and returns a :class:`Plan`: the session events to
+record at once and the archiving tasks still owed, most urgent first. It does
+no IO, so it can be called as often as anything changes: it is idempotent,
+which is also why the daemon's own probes of the lock can never cause a
+reaction of their own.
+
+Exactly-once: a session is owed a final archive only while neither its
+``final_archive`` nor any archive in the state names it with a final reason;
+the service adopts archives left unrecorded by a crash (read from their
+manifests) before it first decides, so a crash between an archive's rename and
+its ``ArchiveCompleted`` cannot produce a second one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from daemon import archive as engine
+from daemon import ops, protocol
+from daemon.archive_files import SourceFile, collect_sources
+from daemon.errors import DaemonError
+from daemon.events import (
+    ArchiveVerified,
+    Event,
+    SessionAbandoned,
+    SessionAcknowledged,
+    SessionRunning,
+    SessionStarted,
+    SessionStopped,
+)
+from daemon.ops import Workspace
+from daemon.protocol import LockInfo
+from daemon.state import FINAL_REASONS, SessionInfo, State
+
+TaskKind = Literal["prepare", "finalize", "rotate"]
+
+
+@dataclass(frozen=True)
+class LockView:
+    """What one look at the lock file found."""
+
+    info: LockInfo | None
+    """Its content, or None when there is no lock file (or it is unreadable)."""
+    held: bool
+    """Whether some process held its flock."""
+    invalid: bool = False
+    """The file exists but holds no valid protocol document."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """Work for the archiving worker; one runs at a time."""
+
+    kind: TaskKind
+    session_id: str | None = None
+    reason: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "rotate":
+            return "rotating archives"
+        if self.kind == "prepare":
+            return f"archiving pre_training and preparing for session {self.session_id}"
+        return f"archiving {self.reason} for session {self.session_id}"
+
+
+ROTATE = Task("rotate")
+
+
+@dataclass(frozen=True)
+class Plan:
+    record: tuple[Event, ...] = ()
+    tasks: tuple[Task, ...] = ()
+
+
+def final_archive_of(state: State, session_id: str) -> str | None:
+    """The name of an archive that closes ``session_id``, if any."""
+    session = state.sessions.get(session_id)
+    if session is not None and session.final_archive:
+        return session.final_archive
+    for info in state.archives.values():
+        if info.session_id == session_id and info.reason in FINAL_REASONS:
+            return info.name
+    return None
+
+
+def pre_archive_of(state: State, session_id: str) -> str | None:
+    session = state.sessions.get(session_id)
+    if session is not None and session.pre_archive:
+        return session.pre_archive
+    for info in state.archives.values():
+        if info.session_id == session_id and info.reason == "pre_training":
+            return info.name
+    return None
+
+
+def decide(
+    lock: LockView,
+    state: State,
+    *,
+    now: float,
+    retry_at: Mapping[Task, float] | None = None,
+) -> Plan:
+    """What to record and which tasks are owed, given the lock and the state."""
+    record: list[Event] = []
+    sessions: dict[str, SessionInfo] = dict(state.sessions)
+    order = list(state.session_order)
+    info = lock.info
+    if info is not None:
+        session = sessions.get(info.session_id)
+        if session is None:
+            record.append(
+                SessionStarted(
+                    session_id=info.session_id,
+                    pid=info.pid,
+                    host=info.host,
+                    started_at=info.started_at,
+                    archive=info.archive,
+                )
+            )
+            session = SessionInfo(info.session_id, "starting", archive=info.archive, pid=info.pid)
+            order.append(info.session_id)
+        sessions[info.session_id] = _advance(session, info, lock.held, record)
+    if not lock.invalid:
+        # Sessions the log thinks alive that the lock no longer speaks for ended
+        # while nobody watched: only the lock's own session can hold it.
+        current = info.session_id if info is not None else None
+        for sid in order:
+            s = sessions[sid]
+            if sid != current and not s.ended:
+                record.append(SessionAbandoned(session_id=sid, pid=s.pid, last_state=s.state))
+                sessions[sid] = replace(s, state="abandoned")
+    tasks: list[Task] = []
+    for sid in order:
+        s = sessions[sid]
+        if s.ended and s.archive and final_archive_of(state, sid) is None:
+            reason = "post_training" if s.state == "stopped" else "abandoned"
+            tasks.append(Task("finalize", sid, reason))
+    if info is not None and lock.held and info.state == "starting" and info.archive:
+        s = sessions[info.session_id]
+        if s.state == "starting" and not s.acknowledged:
+            tasks.append(Task("prepare", info.session_id, "pre_training"))
+    waits = retry_at or {}
+    ready = tuple(t for t in tasks if waits.get(t, now) <= now)
+    return Plan(tuple(record), ready)
+
+
+def _advance(session: SessionInfo, info: LockInfo, held: bool, record: list[Event]) -> SessionInfo:
+    """Move one session along by what its lock file says now."""
+    if session.ended:
+        return session
+    sid = info.session_id
+    if info.state == "stopped":
+        record.append(SessionStopped(session_id=sid, outcome=info.outcome))
+        return replace(session, state="stopped", outcome=info.outcome)
+    if not held:
+        record.append(SessionAbandoned(session_id=sid, pid=info.pid, last_state=info.state))
+        return replace(session, state="abandoned")
+    if info.state == "running" and session.state == "starting":
+        record.append(SessionRunning(session_id=sid))
+        return replace(session, state="running")
+    return session
+
+
+def backoff(failures: int, *, base_s: float = 5.0, cap_s: float = 300.0) -> float:
+    """Seconds to wait before retrying a task that failed ``failures`` times in a row."""
+    return float(min(cap_s, base_s * 2 ** max(0, failures - 1)))
+
+
+# --- the thin executor: IO around the decision --------------------------------
+
+
+def observe_lock(path: Path, *, attempts: int = 3) -> tuple[LockView, str | None]:
+    """Look at the lock file: (view, error text if its content is invalid).
+
+    The flock is probed *before* the content is read, and probed again before a
+    lock is called abandoned: a trainer writes ``stopped`` before it releases,
+    and takes the flock before it writes, so a content read between two probes
+    that both find the lock free truly belongs to a dead trainer. Probing opens
+    the file read-only, which the lock watcher ignores.
+    """
+    view = LockView(None, False)
+    for _ in range(attempts):
+        held = protocol.lock_is_held(path)
+        try:
+            info = protocol.read_lock(path)
+        except protocol.LockFileError as e:
+            return LockView(None, held or protocol.lock_is_held(path), invalid=True), str(e)
+        view = LockView(info, held)
+        if info is None or held or info.state == "stopped":
+            return view, None
+        if protocol.lock_is_held(path):
+            continue  # a new trainer took it meanwhile: look again
+        try:
+            again = protocol.read_lock(path)
+        except protocol.LockFileError:
+            continue
+        if again == info:
+            return view, None
+    return view, None
+
+
+def run_task(ws: Workspace, task: Task, *, progress: ops.Progress | None = None) -> str | None:
+    """Do one task (on the worker thread); returns the archive it made or used."""
+    if task.kind == "rotate":
+        ops.prune(ws)
+        return None
+    assert task.session_id is not None and task.reason is not None
+    sid = task.session_id
+    if task.kind == "finalize":
+        done = final_archive_of(ws.state(), sid)
+        if done is not None:
+            return done
+        return ops.archive_now(ws, reason=task.reason, session_id=sid, progress=progress).name
+    state = ws.state()
+    name = pre_archive_of(state, sid) or covering_archive(ws, state)
+    if name is None and _holds_data(ws):
+        name = ops.archive_now(ws, reason="pre_training", session_id=sid, progress=progress).name
+    if name is not None:
+        ops.prepare_logs(ws, ws.paths.archive_dir / name, sid)
+    protocol.write_ack(ws.paths.lock_file, protocol.Ack(session_id=sid, ready=True, archive=name))
+    ws.record(SessionAcknowledged(session_id=sid, archive=name))
+    return name
+
+
+def covering_archive(ws: Workspace, state: State) -> str | None:
+    """The newest verified archive that holds every file of the workspace unchanged."""
+    verified = sorted(n for n, a in state.archives.items() if a.verified)
+    if not verified:
+        return None
+    path = ws.paths.archive_dir / verified[-1]
+    try:
+        manifest = engine.read_manifest(path)
+    except (OSError, ValueError, DaemonError):
+        return None
+    members = {m.path: m for m in manifest.members if not m.changed}
+    for src in _sources(ws):
+        m = members.get(src.arcname)
+        if m is None or m.size != src.size:
+            return None
+        if (m.mtime_ns or int(m.mtime * 1e9)) // 1000 != src.mtime_ns // 1000:
+            return None
+    return path.name
+
+
+def _sources(ws: Workspace) -> list[SourceFile]:
+    """What an archive of the workspace would hold now (the engine's own selection)."""
+    return collect_sources(ws.paths.workspace, exclude=[ws.paths.archive_dir])[0]
+
+
+def _holds_data(ws: Workspace) -> bool:
+    """Anything of a session to keep: a file in logs/ or models/, or a root checkpoint."""
+    return any(not src.arcname.startswith("config/") for src in _sources(ws))
+
+
+def reconcile_archives(ws: Workspace) -> int:
+    """Adopt final archives the log does not know (a crash after the rename); returns how many."""
+    known = ws.state().archives
+    adopted = 0
+    for path in engine.list_archive_files(ws.paths.archive_dir):
+        if path.name in known:
+            continue
+        try:
+            manifest = engine.read_manifest(path)
+            result = engine.verify_archive(path)
+        except (OSError, ValueError, DaemonError) as e:
+            ws.record(ArchiveVerified(name=path.name, ok=False, problems=(str(e),)))
+            continue
+        if result.ok:
+            ops.record_completed(ws, manifest, path)
+            adopted += 1
+        else:
+            ws.record(ArchiveVerified(name=path.name, ok=False, problems=tuple(result.problems)))
+    return adopted
