@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,11 @@ def daemon(workspace: Path, notify: NotifySocket) -> Iterator[DaemonProcess]:
     proc.wait_ready()
     yield proc
     proc.stop()
+
+
+def _idle(notify: NotifySocket) -> bool:
+    statuses = notify.statuses()
+    return bool(statuses) and statuses[-1].startswith("idle")
 
 
 def _archive_of(ws: Path, name: str) -> engine.Manifest:
@@ -189,21 +195,22 @@ def test_garbage_lock_file_is_reported_once(daemon: DaemonProcess, notify: Notif
     daemon.wait_event("ArchiveCompleted", reason="post_training", session_id=trainer.session_id)
 
 
-def test_session_while_daemon_was_down_is_archived_once(
-    workspace: Path, notify: NotifySocket
-) -> None:
+def test_session_while_daemon_was_down_is_archived_once(workspace: Path, tmp_path: Path) -> None:
     trainer = FakeTrainer(workspace)
     assert trainer.start() is None  # no daemon: no ack
     trainer.write_logs(2)
     trainer.stop()
-    for _round in range(2):
+    for i in range(2):  # the second start must not archive it again
+        (tmp_path / f"n{i}").mkdir()
+        notify = NotifySocket(tmp_path / f"n{i}")
         proc = DaemonProcess(workspace, notify)
         try:
             proc.wait_ready()
             proc.wait_event("ArchiveCompleted", session_id=trainer.session_id)
-            wait_until(lambda p=proc: "idle" in p.notify.statuses()[-1], what="idle")
+            wait_until(partial(_idle, notify), what="idle")
         finally:
             proc.stop()
+            notify.close()
     finals = [e for e in proc.events("ArchiveCompleted") if e.data["reason"] == "post_training"]
     assert len(finals) == 1 and finals[0].data["session_id"] == trainer.session_id
     assert len(engine.list_archive_files(workspace / "archives")) == 1
