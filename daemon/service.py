@@ -122,6 +122,7 @@ class Daemon:
         )
         self._status(f"recovering ({state.last_seq} events replayed)")
         ops.cleanup_temps(self.ws)
+        self._check_lock(self.clock(), submit=False)  # sessions first, so adopted archives link
         reconcile_archives(self.ws)
         reason = "error"
         try:
@@ -253,14 +254,14 @@ class Daemon:
         current = snapshot(self.settings.paths.workspace)
         self._record(diff(current, self.ws.state().files, trigger))
 
-    def _check_lock(self, now: float) -> None:
+    def _check_lock(self, now: float, *, submit: bool = True) -> None:
         path = self.settings.paths.lock_file
         view, error = observe_lock(path)
         if error is not None:
             self._lock_invalid(path, error)
         plan = decide(view, self.ws.state(), now=now, retry_at=self._retry_at)
         self._record(list(plan.record))
-        if plan.tasks and self._busy is None and self._stop_reason is None:
+        if submit and plan.tasks and self._busy is None and self._stop_reason is None:
             self._submit(plan.tasks[0])
 
     def _lock_invalid(self, path: Path, error: str) -> None:
