@@ -105,15 +105,15 @@ class _Table:
             raise DataError(f"{path}: line 1: empty file, expected a header row")
         rows = list(csv.reader(lines, delimiter=_sniff_delimiter(lines[0])))
         self.header = [h.strip() for h in rows[0]]
-        self.rows = [(n, r) for n, r in enumerate(rows[1:], start=2) if any(c.strip() for c in r)]
-        if not self.rows:
-            raise DataError(f"{path}: no data rows after the header")
         self.index: dict[str, int] = {}
         for i, name in enumerate(self.header):
             key = _norm(name)
             if key in self.index:
                 raise DataError(f"{path}: line 1: column {name!r} appears twice")
             self.index[key] = i
+        self.rows = [(n, r) for n, r in enumerate(rows[1:], start=2) if any(c.strip() for c in r)]
+        if not self.rows:
+            raise DataError(f"{path}: no data rows after the header")
 
     def column(self, *names: str, required: bool = True) -> int | None:
         for name in names:

@@ -130,6 +130,8 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
         if exposure not in (-1, 0, 1):
             raise ValueError(f"invalid action {action!r}")
         before = self.equity_at(self.t)
+        if self.t >= self.end - 1 or before <= 0.0:
+            raise RuntimeError("step() after the episode ended: call reset()")
         trade = self._trade_to(exposure) if exposure != self.exposure else None
         self.t += 1
         equity = self.equity_at(self.t)

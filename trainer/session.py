@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from daemon.protocol import (
     LockHeldError,
@@ -31,7 +32,9 @@ from daemon.protocol import (
 from trainer.logsetup import LogSetup
 from trainer.plan import RunPlan
 from trainer.signals import SignalRecorder
-from trainer.training import Training
+
+if TYPE_CHECKING:
+    from trainer.training import Training
 
 log = logging.getLogger("trainer.session")
 
@@ -90,7 +93,7 @@ def await_daemon(plan: RunPlan, info: LockInfo, signals: SignalRecorder, logs: L
     elif not daemon_alive(plan.workspace):
         log.warning("the daemon stopped before acknowledging: training anyway")
     else:
-        log.warning("no acknowledgement from the daemon within %.0f s: training anyway", timeout)
+        log.warning("no acknowledgement from the daemon within %g s: training anyway", timeout)
     return True
 
 
@@ -113,6 +116,8 @@ def run_session(plan: RunPlan, *, progress: bool = False) -> int:
     except LockHeldError as e:
         print(f"trainer: {e}", file=sys.stderr)
         return EXIT_USAGE
+    from trainer.training import Training  # torch and SB3: only once the lock is ours
+
     logs = LogSetup(plan.logging.level)
     outcome: Outcome = "failed"
     error: str | None = None

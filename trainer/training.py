@@ -249,6 +249,7 @@ class Training:
             "train_s": round(self.train_seconds, 3),
             "fps": round(self.steps / self.train_seconds, 1) if self.train_seconds else 0.0,
             "metrics": metrics,
+            "trades_logged": dict(self.trades.counts) if self.trades else {},
             "started_at": self.started.isoformat(timespec="seconds"),
             "ended_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "data": {
