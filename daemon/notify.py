@@ -138,9 +138,11 @@ class Health:
         self.due_at: float | None = None
         self._last: str | None = None
 
-    def update(self, status: str, *, now: float, **fields: Any) -> None:
-        if status == self._last and self.due_at is not None and now < self.due_at:
-            return
+    def wanted(self, status: str, now: float) -> bool:
+        """Whether the file is due: the status changed, or it was not written for a while."""
+        return status != self._last or self.due_at is None or now >= self.due_at
+
+    def write(self, status: str, now: float, fields: Mapping[str, Any]) -> None:
         self._last = status
         self.due_at = now + HEALTH_EVERY_S
         doc = {

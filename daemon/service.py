@@ -56,7 +56,7 @@ from daemon.sessions import (
     reconcile_archives,
     run_task,
 )
-from daemon.state import FileInfo
+from daemon.state import FileInfo, State
 from daemon.watcher import LockTouched, RescanWanted, Watcher
 
 log = structlog.get_logger("daemon.service")
@@ -104,6 +104,8 @@ class Daemon:
         self._retry_at: dict[Task, float] = {}
         self._invalid_seen: set[str] = set()
         self._next_ping = 0.0
+        self._view = State()
+        """The state as last folded: enough for status texts, which need not be exact."""
         self.watcher: Watcher
         self.scheduler: Scheduler
         self.worker: ThreadPoolExecutor
@@ -170,7 +172,7 @@ class Daemon:
         while self._busy is not None:
             self._take()
             self._act(self.clock())
-        self._record(settle(self.coalescer.drain(), self._stat, self.ws.state().files))
+        self._record(settle(self.coalescer.drain(), self._stat, self._state().files))
 
     # --- the loop -----------------------------------------------------------
 
@@ -225,7 +227,7 @@ class Daemon:
             self._reload_config()
         due = self.coalescer.due(now)
         if due:
-            self._record(settle(due, self._stat, self.ws.state().files))
+            self._record(settle(due, self._stat, self._state().files))
         if self._rescan is not None:
             self._rescan_now(self._rescan)
         if self._lock_recheck is not None and now >= self._lock_recheck:
@@ -242,6 +244,11 @@ class Daemon:
 
     # --- what the loop does -------------------------------------------------
 
+    def _state(self) -> State:
+        """Fold what was recorded since the last call (each fold copies the file map)."""
+        self._view = self.ws.state()
+        return self._view
+
     def _stat(self, rel: str) -> FileInfo | None:
         return stat_file(self.settings.paths.workspace, rel)
 
@@ -252,14 +259,14 @@ class Daemon:
     def _rescan_now(self, trigger: str) -> None:
         self._rescan = None
         current = snapshot(self.settings.paths.workspace)
-        self._record(diff(current, self.ws.state().files, trigger))
+        self._record(diff(current, self._state().files, trigger))
 
     def _check_lock(self, now: float, *, submit: bool = True) -> None:
         path = self.settings.paths.lock_file
         view, error = observe_lock(path)
         if error is not None:
             self._lock_invalid(path, error)
-        plan = decide(view, self.ws.state(), now=now, retry_at=self._retry_at)
+        plan = decide(view, self._state(), now=now, retry_at=self._retry_at)
         self._record(list(plan.record))
         if submit and plan.tasks and self._busy is None and self._stop_reason is None:
             self._submit(plan.tasks[0])
@@ -350,7 +357,7 @@ class Daemon:
         if self._busy is not None:
             text = self._busy.describe()
         else:
-            state = self.ws.state()
+            state = self._view
             text = f"idle, {len(state.archives)} archives"
             session = state.current_session
             if session is not None and not session.ended:
@@ -361,17 +368,21 @@ class Daemon:
 
     def _status(self, text: str) -> None:
         self.notifier.status(text)
-        self.health.update(
-            text,
-            now=self.clock(),
-            watcher=self.watcher.mode if hasattr(self, "watcher") else "stopped",
-            watcher_alive=hasattr(self, "watcher") and self.watcher.alive(),
-            scheduler_alive=hasattr(self, "scheduler") and self.scheduler.alive(),
-            busy=self._busy.describe() if self._busy else None,
-            pending_paths=len(self.coalescer),
-            raw_notifications=self.coalescer.raw_count,
-            last_seq=self.ws.state().last_seq,
-        )
+        if self.health.wanted(text, self.clock()):
+            self.health.write(text, self.clock(), self._health_fields())
+
+    def _health_fields(self) -> dict[str, object]:
+        watcher = getattr(self, "watcher", None)
+        scheduler = getattr(self, "scheduler", None)
+        return {
+            "watcher": watcher.mode if watcher else "stopped",
+            "watcher_alive": bool(watcher and watcher.alive()),
+            "scheduler_alive": bool(scheduler and scheduler.alive()),
+            "busy": self._busy.describe() if self._busy else None,
+            "pending_paths": len(self.coalescer),
+            "raw_notifications": self.coalescer.raw_count,
+            "last_seq": self._view.last_seq,
+        }
 
 
 def _done(task: Task, future: Future[str | None]) -> TaskDone:

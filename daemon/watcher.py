@@ -47,11 +47,10 @@ from daemon.events import WatcherDegraded
 Sink = Callable[[object], None]
 ObserverFactory = Callable[[], BaseObserver]
 
-AREA_EVENTS = [
+AREA_EVENTS = [  # no close events: a settled path is stat'ed after its last write anyway
     FileCreatedEvent,
     FileModifiedEvent,
     FileAttribEvent,
-    FileClosedEvent,
     FileDeletedEvent,
     FileMovedEvent,
     DirDeletedEvent,
