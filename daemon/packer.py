@@ -16,8 +16,10 @@ small file, not at all: those are stored too.
 
 Changes: a file whose size, mtime or inode differ before and after reading is
 rolled back (the zip file is truncated at its header) and read again, up to
-``ATTEMPTS`` times; the last attempt is kept and flagged ``changed``. A file
-that vanishes or cannot be read becomes a ``SkippedRecord``.
+``ATTEMPTS`` times; the last attempt is kept and flagged ``changed``. Reads
+stop at the size seen at open, so a log growing faster than it is read still
+ends (as a clean prefix). A file that vanishes or cannot be read becomes a
+``SkippedRecord``.
 """
 
 from __future__ import annotations
@@ -76,9 +78,11 @@ class _Unreadable(Exception):
     """Reading the source failed (internal: the file is skipped, the archive goes on)."""
 
 
-def _read(fd: int) -> bytes:
+def _read(fd: int, n: int) -> bytes:
+    if n <= 0:
+        return b""
     try:
-        return os.read(fd, CHUNK)
+        return os.read(fd, min(n, CHUNK))
     except OSError as e:
         raise _Unreadable(e.strerror or str(e)) from e
 
@@ -98,8 +102,10 @@ class Packer:
         self.pool = pool
         self.level = level
         self.progress = progress
+        self._reported = 0
 
     def add(self, src: SourceFile) -> MemberRecord | SkippedRecord:
+        self._reported = 0  # bytes of this file already reported (retries do not count twice)
         for attempt in range(1, ATTEMPTS + 1):
             last = attempt == ATTEMPTS
             try:
@@ -123,11 +129,11 @@ class Packer:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             return SkippedRecord(src.arcname, "not_regular")
-        zip64 = last or before.st_size >= ZIP64_THRESHOLD
+        zip64 = before.st_size >= ZIP64_THRESHOLD
         suffix = os.path.splitext(src.arcname)[1].lower()
         method = STORED if suffix in STORED_SUFFIXES or before.st_size == 0 else DEFLATED
         try:
-            first = _read(fd)
+            first = _read(fd, before.st_size)
         except _Unreadable as e:
             return SkippedRecord(src.arcname, "unreadable", str(e))
         first_deflated = b""
@@ -142,7 +148,7 @@ class Packer:
             src.arcname, method=method, mtime=before.st_mtime, mode=before.st_mode, zip64=zip64
         )
         try:
-            sha, crc, usize, csize = self._stream(fd, first, first_deflated, method, zip64)
+            sha, crc, usize, csize = self._stream(fd, first, first_deflated, method, before.st_size)
         except _Unreadable as e:
             self.writer.rollback(entry)
             return SkippedRecord(src.arcname, "unreadable", str(e))
@@ -165,9 +171,13 @@ class Packer:
         )
 
     def _stream(
-        self, fd: int, chunk: bytes, deflated: bytes, method: int, zip64: bool
+        self, fd: int, chunk: bytes, deflated: bytes, method: int, limit: int
     ) -> tuple[str, int, int, int]:
-        """Write the member's data; return (sha256 hex, crc, uncompressed, compressed size)."""
+        """Write the member's data; return (sha256 hex, crc, uncompressed, compressed size).
+
+        At most ``limit`` bytes (the size stat'ed at open) are read: a file growing
+        faster than it is read still ends, and an append-only log yields a clean prefix.
+        """
         sha = hashlib.sha256()
         crc = usize = csize = 0
         pending: deque[Future[bytes]] = deque()
@@ -191,11 +201,10 @@ class Packer:
                     prev = chunk[-ZDICT:]
                     while len(pending) > WINDOW:
                         csize += self._write(pending.popleft().result())
-                if self.progress:
-                    self.progress(len(chunk))
-                if not zip64 and usize >= ZIP64_THRESHOLD:
-                    raise _Changed  # grew toward 4 GiB since it was stat'ed: redo with zip64
-                chunk = _read(fd)
+                if self.progress and usize > self._reported:
+                    self.progress(usize - self._reported)
+                    self._reported = usize
+                chunk = _read(fd, limit - usize)
             while pending:
                 csize += self._write(pending.popleft().result())
         finally:

@@ -12,18 +12,20 @@ percent). Roughly: ``text_mb`` goes to ``logs/*.log`` and the traces,
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 MB = 1024 * 1024
 
-__all__ = ["MB", "make_workspace", "tree_digest", "write_model_zip"]
+__all__ = ["MB", "make_workspace", "tmpfs", "tree_digest", "unzip_test", "write_model_zip"]
 
 
 def make_workspace(root: Path, *, text_mb: float, binary_mb: float, seed: int) -> Path:
@@ -239,3 +241,33 @@ def _write_configs(cfg: Path) -> None:
         )
     )
     (cfg / "logging_config.json").write_text(json.dumps({"level": "info", "format": "auto"}))
+
+
+def unzip_test(path: Path) -> None:
+    """Assert that Info-ZIP's ``unzip -t`` accepts the archive at ``path``."""
+    import subprocess
+
+    done = subprocess.run(["unzip", "-tq", str(path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"unzip -t rejects {path}: {done.stdout}{done.stderr}"
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """Mount a tmpfs of ``size`` at ``path`` for the block; skip the test if mounting fails."""
+    import subprocess
+
+    import pytest
+
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
