@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -111,3 +112,28 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+class LiveTrainer:
+    """The trainer as a running subprocess whose stderr is collected as it comes."""
+
+    def __init__(self, workspace: Path, *args: str) -> None:
+        self.proc = start_trainer(workspace, *args)
+        self.lines: list[str] = []
+        assert self.proc.stderr is not None
+        self._reader = threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True)
+        self._reader.start()
+
+    def _drain(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def wait_for_output(self, text: str, timeout: float = 60) -> None:
+        wait_until(repr(text), lambda: any(text in line for line in list(self.lines)), timeout)
+
+    def finish(self, timeout: float = 120) -> tuple[int, str]:
+        assert self.proc.stdout is not None
+        self.proc.stdout.read()
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout)
+        return code, "".join(self.lines)

@@ -20,6 +20,7 @@ from daemon.protocol import (
     write_ack,
 )
 from tests.trainer_helpers import (
+    LiveTrainer,
     lock_state,
     make_workspace,
     read_json,
@@ -89,9 +90,9 @@ def test_no_archive_does_not_wait_for_a_live_daemon(tmp_path):
 def test_a_daemon_that_dies_while_we_wait_is_not_waited_for(tmp_path):
     ws = make_workspace(tmp_path)
     with held_exclusively(daemon_lock_path(ws)):
-        proc = start_trainer(ws)
-        wait_until("state starting", lambda: lock_info(ws))
-    code, err = finish(proc)
+        trainer = LiveTrainer(ws)
+        trainer.wait_for_output("a daemon is alive: waiting up to 300 s")
+    code, err = trainer.finish()
     assert code == 0, err
     assert "the daemon stopped before acknowledging: training anyway" in training_log(ws)
 
