@@ -1,0 +1,87 @@
+"""sd_notify over real unix datagram sockets (path and abstract), and the health file."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon.notify import Health, Notifier, format_message, socket_address, watchdog_interval
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.settimeout(5)
+    yield sock, str(tmp_path / "notify")
+    sock.close()
+
+
+def test_messages_reach_a_path_socket(receiver: tuple[socket.socket, str]) -> None:
+    sock, path = receiver
+    n = Notifier.from_env({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "4000000"}, pid=1)
+    assert n.enabled and n.watchdog_s == 2.0
+    assert n.ready("idle, 0 archives")
+    msg = sock.recv(4096).decode().splitlines()
+    assert "READY=1" in msg and "STATUS=idle, 0 archives" in msg
+    assert n.status("idle, 0 archives")  # unchanged: not sent again
+    assert n.watchdog()
+    assert sock.recv(4096) == b"WATCHDOG=1"
+    assert n.stopping("bye")
+    assert sock.recv(4096) == b"STOPPING=1\nSTATUS=bye"
+    n.close()
+
+
+def test_messages_reach_an_abstract_socket() -> None:
+    name = f"notify-test-{secrets.token_hex(6)}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(b"\0" + name.encode())
+    sock.settimeout(5)
+    try:
+        n = Notifier.from_env({"NOTIFY_SOCKET": f"@{name}"})
+        assert n.status("archiving")
+        assert sock.recv(4096) == b"STATUS=archiving"
+    finally:
+        sock.close()
+
+
+def test_without_notify_socket_everything_is_a_no_op() -> None:
+    n = Notifier.from_env({})
+    assert not n.enabled and n.watchdog_s is None
+    assert n.ready("x") is False and n.watchdog() is False
+
+
+def test_a_vanished_socket_is_reported_not_raised(tmp_path: Path) -> None:
+    n = Notifier(address=str(tmp_path / "nobody"))
+    assert n.send(READY="1") is False
+
+
+def test_watchdog_interval_parsing() -> None:
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000"}, 5) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "5"}, 5) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "6"}, 5) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "0"}, 5) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "soon"}, 5) is None
+
+
+def test_format_and_address() -> None:
+    assert format_message(STATUS="two\nlines") == b"STATUS=two lines"
+    assert socket_address("@sd") == b"\0sd"
+    assert socket_address("/run/systemd/notify") == "/run/systemd/notify"
+
+
+def test_health_file_is_written_when_due(tmp_path: Path) -> None:
+    h = Health(tmp_path / ".daemon", pid=7)
+    assert h.wanted("idle", 0.0)
+    h.write("idle", 0.0, {"watcher": "inotify"})
+    doc = json.loads((tmp_path / ".daemon/health.json").read_text())
+    assert doc["pid"] == 7 and doc["status"] == "idle" and doc["watcher"] == "inotify"
+    assert not h.wanted("idle", 1.0)
+    assert h.wanted("archiving", 1.0) and h.wanted("idle", 10.0)
+    h.remove()
+    assert not (tmp_path / ".daemon/health.json").exists()

@@ -1,0 +1,174 @@
+"""The session decision is pure: lock view + state + now -> what to record, what to archive."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from daemon import protocol
+from daemon.events import (
+    ArchiveCompleted,
+    Event,
+    SessionAbandoned,
+    SessionAcknowledged,
+    SessionRunning,
+    SessionStarted,
+    SessionStopped,
+)
+from daemon.protocol import LockInfo
+from daemon.sessions import LockView, Task, backoff, decide, observe_lock
+from daemon.state import State, fold
+from daemon.store import StoredEvent
+
+INFO = LockInfo(
+    session_id="s1", pid=42, host="h", boot_id="b", started_at="t", archive=True, state="starting"
+)
+
+
+def record(state: State, *events: Event) -> State:
+    seq = state.last_seq
+    stored = []
+    for ev in events:
+        seq += 1
+        stored.append(StoredEvent(seq, "ts", ev.type, ev.SCHEMA, ev.payload()))
+    return fold(state, stored)
+
+
+def completed(name: str, reason: str, sid: str | None) -> ArchiveCompleted:
+    return ArchiveCompleted(name, reason, sid, archive_id="x", bytes=1, members=1)
+
+
+def test_no_lock_file_no_session_nothing_to_do() -> None:
+    assert decide(LockView(None, False), State(), now=0).record == ()
+    assert decide(LockView(None, False), State(), now=0).tasks == ()
+
+
+def test_a_starting_session_is_recorded_and_prepared() -> None:
+    plan = decide(LockView(INFO, held=True), State(), now=0)
+    assert plan.record == (SessionStarted("s1", pid=42, host="h", started_at="t", archive=True),)
+    assert plan.tasks == (Task("prepare", "s1", "pre_training"),)
+    state = record(State(), *plan.record, SessionAcknowledged("s1", "a.zip"))
+    assert decide(LockView(INFO, held=True), state, now=0).tasks == ()
+
+
+def test_running_then_stopped_gets_one_post_training_archive() -> None:
+    state = record(State(), SessionStarted("s1"), SessionAcknowledged("s1"))
+    plan = decide(LockView(INFO.with_state("running"), True), state, now=0)
+    assert plan.record == (SessionRunning("s1"),) and plan.tasks == ()
+    state = record(state, *plan.record)
+    stopped = INFO.with_state("stopped", "completed")
+    plan = decide(LockView(stopped, held=False), state, now=0)
+    assert plan.record == (SessionStopped("s1", "completed"),)
+    assert plan.tasks == (Task("finalize", "s1", "post_training"),)
+    state = record(state, *plan.record, completed("post.zip", "post_training", "s1"))
+    assert decide(LockView(stopped, False), state, now=0) == decide(
+        LockView(None, False), state, now=0
+    )
+    assert decide(LockView(stopped, False), state, now=0).tasks == ()
+
+
+def test_a_lock_nobody_holds_before_stopped_is_abandoned() -> None:
+    state = record(State(), SessionStarted("s1"), SessionRunning("s1"))
+    plan = decide(LockView(INFO.with_state("running"), held=False), state, now=0)
+    assert plan.record == (SessionAbandoned("s1", pid=42, last_state="running"),)
+    assert plan.tasks == (Task("finalize", "s1", "abandoned"),)
+
+
+def test_archive_false_is_recorded_only() -> None:
+    info = replace(INFO, archive=False)
+    plan = decide(LockView(info, True), State(), now=0)
+    assert [e.type for e in plan.record] == ["SessionStarted"] and plan.tasks == ()
+    state = record(State(), *plan.record)
+    plan = decide(LockView(info.with_state("stopped", "failed"), False), state, now=0)
+    assert plan.record == (SessionStopped("s1", "failed"),) and plan.tasks == ()
+
+
+def test_a_session_that_ran_while_the_daemon_was_down_is_archived() -> None:
+    plan = decide(LockView(INFO.with_state("stopped", "completed"), False), State(), now=0)
+    assert [e.type for e in plan.record] == ["SessionStarted", "SessionStopped"]
+    assert plan.tasks == (Task("finalize", "s1", "post_training"),)
+
+
+def test_an_archive_adopted_before_its_session_was_known_still_counts() -> None:
+    """Exactly once even when ArchiveCompleted precedes SessionStarted in the log."""
+    state = record(State(), completed("post.zip", "post_training", "s1"))
+    plan = decide(LockView(INFO.with_state("stopped", "completed"), False), state, now=0)
+    assert plan.tasks == ()
+
+
+def test_sessions_the_lock_no_longer_speaks_for_are_abandoned() -> None:
+    state = record(State(), SessionStarted("old"), SessionRunning("old"))
+    plan = decide(LockView(INFO, held=True), state, now=0)
+    assert SessionAbandoned("old", last_state="running") in plan.record
+    assert plan.tasks[0] == Task("finalize", "old", "abandoned")  # before the new one's prepare
+    assert plan.tasks[1] == Task("prepare", "s1", "pre_training")
+
+
+def test_an_invalid_lock_abandons_nothing() -> None:
+    state = record(State(), SessionStarted("s1"), SessionRunning("s1"))
+    assert decide(LockView(None, held=False, invalid=True), state, now=0).record == ()
+
+
+def test_failed_tasks_wait_for_their_retry_time() -> None:
+    task = Task("finalize", "s1", "post_training")
+    view = LockView(INFO.with_state("stopped"), False)
+    assert decide(view, State(), now=10, retry_at={task: 20}).tasks == ()
+    assert decide(view, State(), now=20, retry_at={task: 20}).tasks == (task,)
+    assert [backoff(n) for n in (1, 2, 3, 10)] == [5.0, 10.0, 20.0, 300.0]
+
+
+@given(
+    st.sampled_from(["starting", "running", "stopped"]),
+    st.booleans(),
+    st.booleans(),
+    st.lists(st.sampled_from(["started", "running", "stopped", "abandoned"]), max_size=3),
+)
+def test_deciding_twice_records_nothing_new(lock_state, held, archive, history) -> None:
+    """Idempotent: once its events are recorded, the same look decides nothing more."""
+    events: list[Event] = []
+    for h in history:
+        events.append(
+            {
+                "started": SessionStarted("s1", archive=archive),
+                "running": SessionRunning("s1"),
+                "stopped": SessionStopped("s1"),
+                "abandoned": SessionAbandoned("s1"),
+            }[h]
+        )
+    state = record(State(), *events)
+    view = LockView(replace(INFO, archive=archive, state=lock_state), held)
+    first = decide(view, state, now=0)
+    again = decide(view, record(state, *first.record), now=0)
+    assert again.record == ()
+    assert again.tasks == first.tasks
+
+
+# --- observe_lock on real files ----------------------------------------------
+
+
+def test_observe_missing_held_and_released(tmp_path: Path) -> None:
+    path = tmp_path / "training.lock"
+    assert observe_lock(path) == (LockView(None, False), None)
+    lock = protocol.TrainerLock(path)
+    lock.acquire(INFO)
+    view, error = observe_lock(path)
+    assert error is None and view.held and view.info == INFO
+    lock.write(INFO.with_state("running"))
+    lock.release()
+    view, error = observe_lock(path)
+    assert not view.held and view.info is not None and view.info.state == "running"
+    with protocol.TrainerLock(path) as again:  # probes left no lock behind
+        again.acquire(INFO.with_state("stopped"))
+
+
+@pytest.mark.parametrize("content", ["", "{nope", '{"protocol": 1}', "[]"])
+def test_observe_garbage(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "training.lock"
+    path.write_text(content)
+    view, error = observe_lock(path)
+    assert view == LockView(None, False, invalid=True)
+    assert error is not None and str(path) in error
