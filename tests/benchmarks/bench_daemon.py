@@ -60,7 +60,7 @@ def main() -> None:
         idle = measure(daemon.pid, 10.0)
 
         before = daemon.events()[-1].seq
-        stop, counter = threading.Event(), []
+        stop, counter = threading.Event(), list[int]()
         t = threading.Thread(target=writer, args=(ws / "logs/training.log", stop, counter))
         c0, t0 = cpu_seconds(daemon.pid), time.monotonic()
         t.start()
