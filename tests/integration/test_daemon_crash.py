@@ -9,6 +9,7 @@ exactly once, every archive verifies and no temporary file remains.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -95,3 +96,26 @@ def test_archive_renamed_but_unrecorded_is_adopted_not_repeated(tmp_path: Path) 
         notify.close()
     assert daemon.events("ArchiveStarted") == []
     assert engine.list_archive_files(ws / "archives") == [made.path]
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_during_an_archive_lets_it_finish_and_exits_0(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", text_mb=0.2, binary_mb=0.2, seed=3)
+    (ws / "config/config.json").write_text(json.dumps(FAST_CONFIG))
+    daemon = DaemonProcess(ws)
+    try:
+        daemon.wait_ready()
+        trainer = FakeTrainer(ws)
+        assert trainer.start() is not None
+        with (ws / "logs/big.bin").open("wb") as f:  # ~1 s of archiving work
+            for _ in range(150):
+                f.write(os.urandom(1 << 20))
+        trainer.stop()
+        daemon.wait_event("ArchiveStarted", reason="post_training")
+        assert daemon.terminate() == 0
+    finally:
+        daemon.stop()
+    done = daemon.has("ArchiveCompleted", reason="post_training", session_id=trainer.session_id)
+    stopped = daemon.has("DaemonStopped", reason="SIGTERM")
+    assert done is not None and stopped is not None and done.seq < stopped.seq
+    assert engine.verify_archive(ws / "archives" / done.data["name"]).ok
