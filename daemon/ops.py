@@ -74,7 +74,9 @@ class Workspace:
     def state(self) -> State:
         """The fold of every event so far (catching up with other writers)."""
         if self._store is not None:
-            self._state = fold(self._state, self._store.read(after=self._state.last_seq))
+            new = list(self._store.read(after=self._state.last_seq))
+            if new:
+                self._state = fold(self._state, new)
         return self._state
 
     def record(self, event: Event) -> StoredEvent:

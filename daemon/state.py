@@ -113,9 +113,19 @@ class _Builder:
 
     def session(self, sid: str, **changes: Any) -> None:
         if sid not in self.sessions:
-            self.sessions[sid] = SessionInfo(session_id=sid, state="starting")
+            self.sessions[sid] = self._adopt_archives(SessionInfo(session_id=sid, state="starting"))
             self.order.append(sid)
         self.sessions[sid] = replace(self.sessions[sid], **changes)
+
+    def _adopt_archives(self, new: SessionInfo) -> SessionInfo:
+        """Link archives recorded before the session itself (adopted after a crash)."""
+        for a in self.archives.values():
+            if a.session_id == new.session_id:
+                if a.reason == "pre_training":
+                    new = replace(new, pre_archive=a.name)
+                elif a.reason in FINAL_REASONS:
+                    new = replace(new, final_archive=a.name)
+        return new
 
     def apply(self, ev: StoredEvent) -> None:
         d = ev.data

@@ -163,3 +163,23 @@ def test_unknown_event_types_and_fields_are_tolerated():
     assert ev.decode("ArchivePinned", {"name": "a", "later_field": 1}) == ev.ArchivePinned("a")
     verified = ev.decode("ArchiveVerified", {"name": "a", "ok": False, "problems": ["p"]})
     assert verified == ev.ArchiveVerified(name="a", ok=False, problems=("p",))
+
+
+def test_an_archive_recorded_before_its_session_is_linked(tmp_path: Path):
+    store = EventStore.open(tmp_path / "e.sqlite3")
+    log = stored(
+        store,
+        ev.ArchiveCompleted(
+            name="f.zip",
+            reason="post_training",
+            session_id="s9",
+            archive_id="k",
+            bytes=1,
+            members=1,
+        ),
+        ev.SessionStarted(session_id="s9"),
+        ev.SessionStopped(session_id="s9", outcome="completed"),
+    )
+    state = fold(State(), log)
+    assert state.sessions["s9"].final_archive == "f.zip"
+    assert state.pending_sessions() == []
