@@ -11,7 +11,7 @@ import pytest
 from daemon import events as ev
 from daemon.errors import EventLogError
 from daemon.state import State, apply, fold
-from daemon.store import EventStore
+from daemon.store import EventStore, StoredEvent
 
 
 def test_append_assigns_increasing_seq_and_reads_back(tmp_path: Path):
@@ -65,7 +65,7 @@ def test_concurrent_writers_in_separate_processes_lose_nothing(tmp_path: Path):
 
 
 def test_on_append_sees_each_committed_event(tmp_path: Path):
-    seen = []
+    seen: list[StoredEvent] = []
     with EventStore.open(tmp_path / "e.sqlite3", on_append=seen.append) as store:
         store.append_many([ev.ArchivePinned(name="a"), ev.ArchivePinned(name="b")])
     assert [(s.seq, s.data["name"]) for s in seen] == [(1, "a"), (2, "b")]

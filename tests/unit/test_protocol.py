@@ -165,13 +165,14 @@ def test_ack_is_written_atomically_and_awaited(tmp_path: Path):
 
 
 def test_wait_for_ack_gives_up_when_the_daemon_goes_away(tmp_path: Path):
-    calls = []
+    calls: list[int] = []
+
+    def still_waiting() -> bool:
+        calls.append(1)
+        return len(calls) < 3
+
     ack = p.wait_for_ack(
-        tmp_path / "training.lock",
-        "s1",
-        60.0,
-        still_waiting=lambda: calls.append(1) is None and len(calls) < 3,
-        pause=lambda s: None,
+        tmp_path / "training.lock", "s1", 60.0, still_waiting=still_waiting, pause=lambda s: None
     )
     assert ack is None and len(calls) == 3
 
