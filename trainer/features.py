@@ -9,7 +9,8 @@ an observation never looks ahead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -52,6 +53,9 @@ def compute_features(series: PriceSeries) -> np.ndarray:
     return feats.astype(np.float32)
 
 
+EPOCH = datetime(1970, 1, 1)
+
+
 @dataclass(frozen=True)
 class Market:
     """What the env reads: features, closes and bar times, shared by all envs."""
@@ -59,6 +63,11 @@ class Market:
     features: np.ndarray
     close: np.ndarray
     times: np.ndarray
+    millis: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        millis = self.times.astype("datetime64[ms]").astype(np.int64)
+        object.__setattr__(self, "millis", millis)
 
     @classmethod
     def from_series(cls, series: PriceSeries) -> Market:
@@ -68,4 +77,6 @@ class Market:
         return len(self.close)
 
     def time_text(self, index: int) -> str:
-        return str(np.datetime_as_string(self.times[index], unit="s"))
+        """The bar's time as ISO 8601 to the second (cheap: called once per trade)."""
+        moment = EPOCH + timedelta(milliseconds=int(self.millis[index]))
+        return moment.isoformat(timespec="seconds")

@@ -96,6 +96,7 @@ class Training:
         self.sb3_logger: Logger | None = None
         self.checkpoints: AtomicCheckpoint | None = None
         self.train_seconds = 0.0
+        self.train_cpu_seconds = 0.0
         self.outputs: dict[str, Any] = {}
         self.train_env: TradingEnv | None = None
         self.eval_env: TradingEnv | None = None
@@ -159,9 +160,10 @@ class Training:
         for chunk in range(1, plan.chunks + 1):
             if self.should_stop():
                 break
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             self.model.learn_chunk(plan.config.steps_per_batch, self.callback)
             self.train_seconds += time.perf_counter() - began
+            self.train_cpu_seconds += time.process_time() - began_cpu
             self.trades.flush()
             log.info(
                 "chunk %d/%d: %d steps, episode %d, equity %.2f, %.0f steps/s",
@@ -247,6 +249,7 @@ class Training:
             "episodes_started": self.train_env.episode if self.train_env else 0,
             "wall_s": round(wall_s, 3),
             "train_s": round(self.train_seconds, 3),
+            "train_cpu_s": round(self.train_cpu_seconds, 3),
             "fps": round(self.steps / self.train_seconds, 1) if self.train_seconds else 0.0,
             "metrics": metrics,
             "trades_logged": dict(self.trades.counts) if self.trades else {},
