@@ -179,38 +179,18 @@ def create_archive(
         raise ValueError(f"archive reason {reason!r} is not one of {', '.join(REASONS)}")
     started = time.monotonic()
     now = now or datetime.now(UTC)
+    if not workspace.is_dir():
+        raise ArchiveError(f"workspace {workspace} is not a folder")
     try:
         archive_dir.mkdir(parents=True, exist_ok=True)
+        with archive_lock(archive_dir, lock_timeout_s):
+            _remove_temp_files(archive_dir)
+            manifest, final, size = _create_locked(
+                workspace, archive_dir, reason, session_id, now, compression_level,
+                force_zip64, progress,
+            )  # fmt: skip
     except OSError as e:
-        raise _wrap(e, archive_dir, f"cannot create the archive folder {archive_dir}") from e
-    with archive_lock(archive_dir, lock_timeout_s):
-        _remove_temp_files(archive_dir)
-        try:
-            sources, skipped = collect_sources(workspace, exclude=[archive_dir])
-        except OSError as e:
-            raise ArchiveError(f"cannot list workspace {workspace}: {e}") from e
-        manifest = Manifest(
-            format_version=FORMAT_VERSION,
-            archive_id=uuid.uuid4().hex,
-            reason=reason,
-            session_id=session_id,
-            created_at=now.astimezone(UTC).isoformat(timespec="seconds"),
-            members=(),
-            skipped=tuple(skipped),
-        )
-        tmp = archive_dir / temp_name(now, manifest.archive_id)
-        try:
-            manifest, size = _write(
-                tmp, sources, manifest, compression_level, force_zip64, progress
-            )
-            _verify_written(tmp, manifest, progress, sum(s.size for s in sources))
-            final = _publish(tmp, archive_dir, now)
-        except BaseException as e:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            if isinstance(e, OSError):
-                raise _wrap(e, archive_dir, f"archive of {workspace} failed") from e
-            raise
+        raise _wrap(e, archive_dir, f"archive of {workspace} into {archive_dir} failed") from e
     return ArchiveResult(
         name=final.name,
         path=final,
@@ -219,6 +199,42 @@ def create_archive(
         source_bytes=sum(m.size for m in manifest.members),
         seconds=time.monotonic() - started,
     )
+
+
+def _create_locked(
+    workspace: Path,
+    archive_dir: Path,
+    reason: str,
+    session_id: str | None,
+    now: datetime,
+    level: int,
+    force_zip64: bool,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[Manifest, Path, int]:
+    """Write, verify and publish one archive; the caller holds the lock. Temp removed on error."""
+    try:
+        sources, skipped = collect_sources(workspace, exclude=[archive_dir])
+    except OSError as e:
+        raise ArchiveError(f"cannot list workspace {workspace}: {e}") from e
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        archive_id=uuid.uuid4().hex,
+        reason=reason,
+        session_id=session_id,
+        created_at=now.astimezone(UTC).isoformat(timespec="seconds"),
+        members=(),
+        skipped=tuple(skipped),
+    )
+    tmp = archive_dir / temp_name(now, manifest.archive_id)
+    try:
+        manifest, size = _write(tmp, sources, manifest, level, force_zip64, progress)
+        _verify_written(tmp, manifest, progress, sum(s.size for s in sources))
+        final = _publish(tmp, archive_dir, now)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return manifest, final, size
 
 
 def _write(

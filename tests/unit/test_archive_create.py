@@ -190,8 +190,14 @@ def test_bad_reason_is_refused_before_anything_is_written(ws, tmp_path):
 def test_unwritable_archive_folder_is_a_clear_archive_error(ws, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(ArchiveError, match="archive folder"):
+    with pytest.raises(ArchiveError, match=r"into .*sub failed: Not a directory"):
         create_archive(ws, blocker / "sub", reason="manual")
+
+
+def test_a_missing_workspace_is_refused_without_creating_anything(tmp_path):
+    with pytest.raises(ArchiveError, match="is not a folder"):
+        create_archive(tmp_path / "typo", tmp_path / "typo" / "archives", reason="manual")
+    assert not (tmp_path / "typo").exists()
 
 
 def test_resolve_archive_takes_a_name_a_stem_or_a_path(ws, tmp_path):
