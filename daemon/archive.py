@@ -23,24 +23,30 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from daemon.archive_files import SourceFile, collect_sources
-from daemon.errors import ArchiveBusyError, ArchiveError, ArchiveNotFoundError, DiskFullError
+from daemon.archive_folder import (
+    LOCK_NAME,
+    archive_lock,
+    cleanup_temp_files,
+    list_archive_files,
+    remove_temp_files,
+    resolve_archive,
+)
+from daemon.errors import ArchiveError, DiskFullError
 from daemon.manifest import (
     ARCHIVE_RE,
     FORMAT_VERSION,
     MANIFEST_NAME,
     REASONS,
-    TEMP_RE,
     Manifest,
     MemberRecord,
     SkippedRecord,
@@ -52,7 +58,6 @@ from daemon.restore import restore_archive
 from daemon.verify import VerifyResult, read_manifest, verify_archive
 from daemon.zipwriter import DEFLATED, ZipWriter
 
-LOCK_NAME = ".archive.lock"
 ARCHIVE_MODE = 0o600
 THREADS = 2
 
@@ -88,74 +93,6 @@ class ArchiveResult:
     seconds: float
 
 
-@contextlib.contextmanager
-def archive_lock(archive_dir: Path, timeout_s: float) -> Iterator[None]:
-    """Hold the exclusive archive lock; ``ArchiveBusyError`` after ``timeout_s``."""
-    fd = os.open(archive_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        deadline = time.monotonic() + timeout_s
-        pause = 0.005
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ArchiveBusyError(
-                        f"another archiver holds {archive_dir / LOCK_NAME} (waited {timeout_s:g} s)"
-                    ) from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.1)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _remove_temp_files(archive_dir: Path) -> list[Path]:
-    removed = []
-    for p in sorted(archive_dir.iterdir()):
-        if TEMP_RE.match(p.name):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-                removed.append(p)
-    return removed
-
-
-def cleanup_temp_files(archive_dir: Path) -> list[Path]:
-    """Remove temporary files of interrupted runs, only if no archiver holds the lock."""
-    if not archive_dir.is_dir():
-        return []
-    try:
-        with archive_lock(archive_dir, 0.0):
-            return _remove_temp_files(archive_dir)
-    except ArchiveBusyError:
-        return []
-
-
-def list_archive_files(archive_dir: Path) -> list[Path]:
-    """Final-named archives in ``archive_dir``, oldest first (by name: UTC time, then _N)."""
-    if not archive_dir.is_dir():
-        return []
-    found = []
-    for p in archive_dir.iterdir():
-        m = ARCHIVE_RE.match(p.name)
-        if m and p.is_file() and not p.is_symlink():
-            found.append((m.group(1), m.group(2), int(m.group(3) or 1), p))
-    return [f[3] for f in sorted(found)]
-
-
-def resolve_archive(arg: str, archive_dir: Path) -> Path:
-    """A file name in the archive folder (``.zip`` optional) or a path to an archive file."""
-    candidates = []
-    if "/" not in arg:
-        candidates += [archive_dir / arg, archive_dir / f"{arg}.zip"]
-    candidates.append(Path(arg))
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise ArchiveNotFoundError(f"no archive {arg!r} in {archive_dir} nor at that path")
-
-
 def create_archive(
     workspace: Path,
     archive_dir: Path,
@@ -184,7 +121,7 @@ def create_archive(
     try:
         archive_dir.mkdir(parents=True, exist_ok=True)
         with archive_lock(archive_dir, lock_timeout_s):
-            _remove_temp_files(archive_dir)
+            remove_temp_files(archive_dir)
             manifest, final, size = _create_locked(
                 workspace, archive_dir, reason, session_id, now, compression_level,
                 force_zip64, progress,
