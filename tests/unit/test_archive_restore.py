@@ -9,10 +9,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from daemon.archive import create_archive, restore_archive
 from daemon.errors import ArchiveError, UnsafeArchiveError
-from tests.archive_helpers import make_workspace, tree_digest
+from tests.archive_helpers import make_workspace, tree_digest, unzip_test
 
 
 def test_restore_extracts_every_member_exactly(tmp_path):
@@ -156,3 +158,36 @@ def test_a_non_zip_is_a_clear_error(tmp_path):
     with pytest.raises(ArchiveError, match="not a readable zip"):
         restore_archive(tmp_path / "x.zip", tmp_path / "t")
     assert not (tmp_path / "t").exists()
+
+
+_NAME = st.text(alphabet=st.sampled_from("abcXYZ019_-. éß漢"), min_size=1, max_size=12).filter(
+    lambda s: s not in (".", "..") and not s.startswith(".")
+)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    files=st.dictionaries(
+        st.lists(_NAME, min_size=1, max_size=3).map("/".join),
+        st.binary(max_size=3000) | st.just(b"log line\n" * 5000),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_archive_then_restore_round_trips_any_tree(tmp_path_factory, files):
+    root = tmp_path_factory.mktemp("rt")
+    ws = root / "ws"
+    written = {}
+    for rel, data in files.items():
+        path = ws / "logs" / rel
+        if any(p.is_file() for p in path.parents) or path.is_dir():
+            continue  # a name already used as a file or folder
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        written[f"logs/{rel}"] = data
+    result = create_archive(ws, root / "out", reason="manual")
+    unzip_test(result.path)
+    assert restore_archive(result.path, root / "back") == len(written) + 1
+    assert {p: (root / "back" / p).read_bytes() for p in written} == written
