@@ -271,3 +271,13 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def unzip_test_all(root: Path) -> int:
+    """Run ``unzip -t`` on every final-named archive under ``root``; return how many."""
+    from daemon.manifest import ARCHIVE_RE
+
+    found = [p for p in root.rglob("*.zip") if ARCHIVE_RE.match(p.name) and p.is_file()]
+    for p in found:
+        unzip_test(p)
+    return len(found)

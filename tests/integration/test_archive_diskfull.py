@@ -11,7 +11,14 @@ import pytest
 
 from daemon.archive import create_archive, list_archive_files, verify_archive
 from daemon.errors import DiskFullError
-from tests.archive_helpers import make_workspace, tmpfs, tree_digest, unzip_test
+from tests.archive_helpers import make_workspace, tmpfs, tree_digest, unzip_test, unzip_test_all
+
+
+@pytest.fixture(autouse=True)
+def _every_archive_passes_unzip_t(tmp_path):
+    yield
+    unzip_test_all(tmp_path)
+
 
 REPO = Path(__file__).resolve().parents[2]
 

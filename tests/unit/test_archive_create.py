@@ -21,7 +21,14 @@ from daemon.archive import (
     verify_archive,
 )
 from daemon.errors import ArchiveError, ArchiveNotFoundError
-from tests.archive_helpers import make_workspace, tree_digest, unzip_test
+from tests.archive_helpers import make_workspace, tree_digest, unzip_test, unzip_test_all
+
+
+@pytest.fixture(autouse=True)
+def _every_archive_passes_unzip_t(tmp_path):
+    yield
+    unzip_test_all(tmp_path)
+
 
 NOW = datetime(2024, 1, 5, 9, 30, 0, tzinfo=UTC)
 

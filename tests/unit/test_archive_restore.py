@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 
 from daemon.archive import create_archive, restore_archive
 from daemon.errors import ArchiveError, UnsafeArchiveError
-from tests.archive_helpers import make_workspace, tree_digest, unzip_test
+from tests.archive_helpers import make_workspace, tree_digest, unzip_test, unzip_test_all
+
+
+@pytest.fixture(autouse=True)
+def _every_archive_passes_unzip_t(tmp_path):
+    yield
+    unzip_test_all(tmp_path)
 
 
 def test_restore_extracts_every_member_exactly(tmp_path):

@@ -22,7 +22,14 @@ from daemon.archive import (
     verify_archive,
 )
 from daemon.errors import ArchiveBusyError, ArchiveError, DiskFullError
-from tests.archive_helpers import MB, make_workspace, tree_digest, unzip_test
+from tests.archive_helpers import MB, make_workspace, tree_digest, unzip_test, unzip_test_all
+
+
+@pytest.fixture(autouse=True)
+def _every_archive_passes_unzip_t(tmp_path):
+    yield
+    unzip_test_all(tmp_path)
+
 
 STALE = ".training_backup_20240105_093000.0123abcd.zip.tmp"
 
