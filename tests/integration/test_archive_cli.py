@@ -54,14 +54,16 @@ def test_verify_passes_then_fails_naming_the_member_and_records_events(archived)
     ws, archive = archived
     good = _cli("verify", "--workspace", str(ws), archive.name)
     assert good.returncode == 0 and "OK" in good.stdout
-    fd = os.open(archive, os.O_RDWR)
+    corrupt = archive.parent.parent / "corrupt.zip"  # a copy: the original stays good
+    corrupt.write_bytes(archive.read_bytes())
+    fd = os.open(corrupt, os.O_RDWR)
     try:
         entry = next(e for e in read_entries(fd) if e.name == "logs/training.log")
         at = data_offset(fd, entry) + 100
         os.pwrite(fd, bytes([os.pread(fd, 1, at)[0] ^ 0xFF]), at)
     finally:
         os.close(fd)
-    bad = _cli("verify", "--workspace", str(ws), str(archive), "--json")
+    bad = _cli("verify", "--workspace", str(ws), str(corrupt), "--json")
     assert bad.returncode == 1
     [doc] = json.loads(bad.stdout)
     assert not doc["ok"] and doc["problems"]

@@ -132,10 +132,12 @@ def test_names_in_the_same_second_get_a_suffix_and_nothing_is_overwritten(ws, tm
     out = tmp_path / "out"
     out.mkdir()
     squatter = out / "training_backup_20240105_093000_2.zip"
-    squatter.write_bytes(b"someone else's file")
+    with zipfile.ZipFile(squatter, "w") as z:
+        z.writestr("theirs.txt", "someone else's archive")
+    theirs = squatter.read_bytes()
     names = [create_archive(ws, out, reason="manual", now=NOW).name for _ in range(2)]
     assert names == ["training_backup_20240105_093000.zip", "training_backup_20240105_093000_3.zip"]
-    assert squatter.read_bytes() == b"someone else's file"
+    assert squatter.read_bytes() == theirs
     assert [p.name for p in list_archive_files(out)] == [
         "training_backup_20240105_093000.zip",
         "training_backup_20240105_093000_2.zip",
