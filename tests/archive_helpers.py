@@ -4,7 +4,7 @@
 training session leaves behind (DESIGN.md, "Workspace"): text logs and JSONL
 trade traces with varied numbers, tensorboard event files (binary records of
 floats), SB3-like model zips (real zips holding torch-like zips of float32
-weights), the three config files and loose ``*.pth``/``*.pkl`` in the root.
+weights), the repo's three default config files and loose ``*.pth``/``*.pkl`` in the root.
 Output is deterministic for a given seed; sizes are approximate (within a few
 percent). Roughly: ``text_mb`` goes to ``logs/*.log`` and the traces,
 ``binary_mb`` to tensorboard (20 %), model zips (75 %) and root checkpoints.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import struct
 import zipfile
 import zlib
@@ -226,21 +227,14 @@ def _varint(n: int) -> bytes:
 
 
 def _write_configs(cfg: Path) -> None:
-    (cfg / "config.json").write_text(json.dumps({"archive_dir": "archives", "keep_last": 5}))
-    (cfg / "training_config.json").write_text(
-        json.dumps(
-            {
-                "algorithm": "PPO",
-                "total_episodes": 10,
-                "steps_per_batch": 2048,
-                "enable_trade_logging": True,
-                "enable_trade_tracing": True,
-                "enable_tensorboard": True,
-            },
-            indent=2,
-        )
-    )
-    (cfg / "logging_config.json").write_text(json.dumps({"level": "info", "format": "auto"}))
+    """The repo's default config files, so the CLI and the trainer accept the workspace."""
+    defaults = Path(__file__).resolve().parents[1] / "config"
+    for name in ("config.json", "training_config.json", "logging_config.json"):
+        src = defaults / name
+        if src.is_file():
+            shutil.copyfile(src, cfg / name)
+        else:
+            (cfg / name).write_text("{}\n")
 
 
 def unzip_test(path: Path) -> None:
