@@ -108,12 +108,14 @@ def create_archive(
     """Archive ``workspace`` into ``archive_dir``; see the module docstring.
 
     ``progress(done, total)`` counts source bytes written, then bytes verified
-    (``total`` is twice the source size). ``compression_level`` is ISA-L's,
-    0-3 (1 matches zip -1's size). ``force_zip64`` writes zip64 records for
-    every member (for tests and tools that want them).
+    (``total`` is twice the source size). ``compression_level`` is zlib-style,
+    1-9, mapped onto ISA-L's 0-3 by ``isal_level`` (1, the default, already
+    beats zip -1's size). ``force_zip64`` writes zip64 records for every member
+    (for tests and tools that want them).
     """
     if reason not in REASONS:
         raise ValueError(f"archive reason {reason!r} is not one of {', '.join(REASONS)}")
+    level = isal_level(compression_level)
     started = time.monotonic()
     now = now or datetime.now(UTC)
     if not workspace.is_dir():
@@ -123,7 +125,7 @@ def create_archive(
         with archive_lock(archive_dir, lock_timeout_s):
             remove_temp_files(archive_dir)
             manifest, final, size = _create_locked(
-                workspace, archive_dir, reason, session_id, now, compression_level,
+                workspace, archive_dir, reason, session_id, now, level,
                 force_zip64, progress,
             )  # fmt: skip
     except OSError as e:
@@ -136,6 +138,13 @@ def create_archive(
         source_bytes=sum(m.size for m in manifest.members),
         seconds=time.monotonic() - started,
     )
+
+
+def isal_level(level: int) -> int:
+    """ISA-L's level (0-3) for a zlib-style one (0-9): 0, 1 as is, 2-5 -> 2, 6-9 -> 3."""
+    if not 0 <= level <= 9:
+        raise ValueError(f"compression_level {level} is not between 0 and 9")
+    return level if level <= 1 else 2 if level <= 5 else 3
 
 
 def _create_locked(

@@ -190,10 +190,22 @@ def test_a_fifo_is_recorded_not_read(ws, tmp_path):
     assert [(s.path, s.reason) for s in result.manifest.skipped] == [("logs/pipe", "not_regular")]
 
 
-def test_bad_reason_is_refused_before_anything_is_written(ws, tmp_path):
+def test_bad_reason_or_level_is_refused_before_anything_is_written(ws, tmp_path):
     with pytest.raises(ValueError, match="reason"):
         create_archive(ws, tmp_path / "out", reason="because")
+    with pytest.raises(ValueError, match="compression_level 10"):
+        create_archive(ws, tmp_path / "out", reason="manual", compression_level=10)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 6, 9])
+def test_every_zlib_style_level_makes_a_valid_archive(tmp_path, level):
+    ws = tmp_path / "ws"
+    (ws / "logs").mkdir(parents=True)
+    (ws / "logs/a.log").write_bytes(b"step=1 loss=0.25\n" * 70_000)
+    result = create_archive(ws, tmp_path / "out", reason="manual", compression_level=level)
+    assert verify_archive(result.path).ok
+    assert result.bytes < 200_000
 
 
 def test_unwritable_archive_folder_is_a_clear_archive_error(ws, tmp_path):
