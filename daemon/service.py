@@ -58,6 +58,7 @@ from daemon.sessions import (
 )
 from daemon.state import FileInfo, State
 from daemon.watcher import LockTouched, RescanWanted, Watcher
+from daemon.zipcheck import ModelChecker
 
 log = structlog.get_logger("daemon.service")
 
@@ -103,6 +104,7 @@ class Daemon:
         self._failures: dict[Task, int] = {}
         self._retry_at: dict[Task, float] = {}
         self._invalid_seen: set[str] = set()
+        self.models = ModelChecker(settings.paths.workspace)
         self._next_ping = 0.0
         self._view = State()
         """The state as last folded: enough for status texts, which need not be exact."""
@@ -123,6 +125,7 @@ class Daemon:
             DaemonStarted(pid=os.getpid(), version=_version(), workspace=str(paths.workspace))
         )
         self._status(f"recovering ({state.last_seq} events replayed)")
+        self.models.remember(e.event for e in self.ws.store.read(types=["ModelInvalid"]))
         ops.cleanup_temps(self.ws)
         self._check_lock(self.clock(), submit=False)  # sessions first, so adopted archives link
         reconcile_archives(self.ws)
@@ -253,8 +256,10 @@ class Daemon:
         return stat_file(self.settings.paths.workspace, rel)
 
     def _record(self, events: list[Event]) -> None:
+        """Record events; then a ``ModelInvalid`` for each damaged model zip they name."""
         if events:
             self.ws.record_many(events)
+            self.ws.record_many(self.models.check(events))
 
     def _rescan_now(self, trigger: str) -> None:
         self._rescan = None
@@ -358,7 +363,8 @@ class Daemon:
             text = self._busy.describe()
         else:
             state = self._view
-            text = f"idle, {len(state.archives)} archives"
+            count = len(state.archives)
+            text = f"idle, {count} archive{'' if count == 1 else 's'}"
             session = state.current_session
             if session is not None and not session.ended:
                 text += f", session {session.session_id} {session.state}"

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from daemon import protocol
+from daemon.archive import list_archive_files
 from daemon.ops import Workspace
 from daemon.render import human_bytes
 
@@ -26,7 +27,7 @@ def status_document(ws: Workspace) -> dict[str, Any]:
     session = state.current_session
     archives = sorted(state.archives.values(), key=lambda a: a.name)
     on_disk = (
-        sorted(p.name for p in paths.archive_dir.glob("training_backup_*.zip"))
+        [p.name for p in list_archive_files(paths.archive_dir)]
         if paths.archive_dir.is_dir()
         else []
     )
