@@ -110,10 +110,16 @@ class WatcherDegraded(Event):
 
 @dataclass(frozen=True)
 class ModelInvalid(Event):
-    """A model zip in models/ cannot be opened as a zip (truncated or corrupt)."""
+    """A model zip in models/ cannot be opened as a zip (truncated or corrupt).
+
+    ``size`` and ``mtime_ns`` name the version found invalid: the daemon reports
+    each version once.
+    """
 
     path: str
     error: str
+    size: int = 0
+    mtime_ns: int = 0
 
 
 # --- sessions ----------------------------------------------------------------

@@ -6,7 +6,9 @@ that second is taken; the time is UTC, like ``created_at``). Its last member,
 the session id, ``created_at`` (ISO-8601 UTC) and, per archived file, its
 path in the zip, size, sha256, mtime (float seconds and exact ``mtime_ns``) and
 ``changed`` (true when the file kept changing while it was read: the bytes
-archived are those of the last read, and the sha256 is theirs). ``skipped``
+archived are those of the last read, and the sha256 is theirs) and, only for a
+``.zip`` file that is not a readable zip (truncated, say), ``damaged`` with the
+reason: its bytes are archived as they were, flagged, never as if good. ``skipped``
 lists the files *not* archived, each with a reason (see ``SKIP_REASONS``).
 """
 
@@ -58,6 +60,8 @@ class MemberRecord:
     mtime: float
     mtime_ns: int = 0
     changed: bool = False
+    damaged: str | None = None
+    """Why this ``.zip`` file is not a readable zip; None (omitted in JSON) when it is."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,9 @@ class Manifest:
     def to_json(self) -> str:
         """Serialise (stable key order, UTF-8 safe, one member per line for diffs)."""
         doc = asdict(self)
+        for member in doc["members"]:
+            if member["damaged"] is None:
+                del member["damaged"]
         return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -149,7 +156,14 @@ def _member(m: Any, i: int) -> MemberRecord:
         mtime=float(_field(m, "mtime", float, where)),
         mtime_ns=int(m.get("mtime_ns", 0)),
         changed=bool(m.get("changed", False)),
+        damaged=_damaged(m.get("damaged"), i),
     )
+
+
+def _damaged(value: Any, i: int) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"MANIFEST.json field 'members[{i}].damaged' must be a string or null")
+    return value
 
 
 def _skipped(s: Any, i: int) -> SkippedRecord:

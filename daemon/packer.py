@@ -19,7 +19,9 @@ rolled back (the zip file is truncated at its header) and read again, up to
 ``ATTEMPTS`` times; the last attempt is kept and flagged ``changed``. Reads
 stop at the size seen at open, so a log growing faster than it is read still
 ends (as a clean prefix). A file that vanishes or cannot be read becomes a
-``SkippedRecord``.
+``SkippedRecord``. A ``.zip`` file that is not a readable zip (its central
+directory is checked once it is read, see ``daemon.zipcheck``) is archived as
+it is and its record says why it is ``damaged``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from daemon.archive_files import SourceFile
 from daemon.manifest import MemberRecord, SkippedRecord
+from daemon.zipcheck import zip_problem
 from daemon.zipwriter import DEFLATED, STORED, ZipWriter
 
 try:
@@ -161,6 +164,7 @@ class Packer:
             self.writer.rollback(entry)
             raise _Changed
         self.writer.end(entry, crc=crc, csize=csize, usize=usize)
+        damaged = zip_problem(fd) if suffix == ".zip" else None
         return MemberRecord(
             path=src.arcname,
             size=usize,
@@ -168,6 +172,7 @@ class Packer:
             mtime=after.st_mtime,
             mtime_ns=after.st_mtime_ns,
             changed=changed,
+            damaged=damaged,
         )
 
     def _stream(

@@ -265,6 +265,7 @@ class Daemon:
         self._rescan = None
         current = snapshot(self.settings.paths.workspace)
         self._record(diff(current, self._state().files, trigger))
+        self.ws.record_many(self.models.check_files(current))
 
     def _check_lock(self, now: float, *, submit: bool = True) -> None:
         path = self.settings.paths.lock_file
