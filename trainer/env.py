@@ -44,6 +44,12 @@ class Trade:
     equity: float
     """Cash plus position at the bar's close, after the fee."""
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Trade:
+        return self  # immutable; DummyVecEnv deep-copies every step's infos
+
+    def __copy__(self) -> Trade:
+        return self
+
 
 class TradingEnv(gym.Env[np.ndarray, np.int64]):
     metadata: dict[str, Any] = {"render_modes": []}

@@ -135,11 +135,14 @@ def run_session(plan: RunPlan, *, progress: bool = False) -> int:
             if await_daemon(plan, info, signals, logs):
                 lock.write(info.with_state("running"))
                 training.setup()
+                if progress:  # the bar owns the terminal; the training log keeps every line
+                    logs.console.setLevel(logging.WARNING)
                 training.run()
             outcome = "interrupted" if signals.received() else "completed"
         except Exception as e:
             log.exception("training failed")
             error = f"{type(e).__name__}: {e}"
+        logs.console.setLevel(logging.NOTSET)
         if signals.signum is not None:
             log.warning("stopped by signal %s", signal.Signals(signals.signum).name)
         logs.open_file(plan.training_log)

@@ -160,11 +160,7 @@ class Training:
         for chunk in range(1, plan.chunks + 1):
             if self.should_stop():
                 break
-            began, began_cpu = time.perf_counter(), time.process_time()
-            self.model.learn_chunk(plan.config.steps_per_batch, self.callback)
-            self.train_seconds += time.perf_counter() - began
-            self.train_cpu_seconds += time.process_time() - began_cpu
-            self.trades.flush()
+            self.run_chunk()
             log.info(
                 "chunk %d/%d: %d steps, episode %d, equity %.2f, %.0f steps/s",
                 chunk,
@@ -176,6 +172,15 @@ class Training:
             )
         if self.progress:
             sys.stderr.write("\n")
+
+    def run_chunk(self) -> None:
+        """One ``learn()`` of ``steps_per_batch`` steps, then the trade logs are flushed."""
+        assert self.model and self.trades, "setup() first"
+        began, began_cpu = time.perf_counter(), time.process_time()
+        self.model.learn_chunk(self.plan.config.steps_per_batch, self.callback)
+        self.trades.flush()
+        self.train_seconds += time.perf_counter() - began
+        self.train_cpu_seconds += time.process_time() - began_cpu
 
     def _evaluate(self) -> Evaluation:
         assert self.model is not None and self.eval_env is not None

@@ -1,19 +1,19 @@
 """Trainer benchmark: cost of the outputs, overhead over plain SB3, memory growth.
 
-Run: ``.venv/bin/python tests/benchmarks/bench_trainer.py [--repeats N]``. Every
-figure is measured in this run, each training in a fresh subprocess on the default
-config (PPO, 64x64 MLP, steps_per_batch 1000, synthetic data):
+Run: ``.venv/bin/python tests/benchmarks/bench_trainer.py [--rounds N]``. Every
+figure is measured in this run, on the default config (PPO, 64x64 MLP,
+steps_per_batch 1000, synthetic data, torch_threads 1):
 
 1. fps with every output on (trade log, traces, tensorboard, checkpoints) divided by
    fps with all of them off; target >= 0.95;
-2. our fps divided by plain SB3 PPO's (same env, same hyperparameters, one learn()
-   call, no callbacks, no logger); shows what chunking and the callbacks cost;
-3. peak RSS of a 4-episode run divided by a 1-episode run; target <= 1.10;
-4. fps with torch_threads 1 against torch's default, to back the default of 1.
+2. our fps divided by plain SB3 PPO's (same env, same hyperparameters, no callbacks);
+3. peak RSS of a 4-episode run divided by a 1-episode run, each a full
+   ``python -m trainer`` in a fresh subprocess; target <= 1.10;
+4. fps of full runs with torch_threads 1 against torch's default thread count.
 
-fps is env steps over time inside learn() (``session_summary.json``); runs alternate
-on/off so drift in machine load hits both sides. On a shared machine the best of N
-runs (least disturbed) is the primary figure; medians and CPU-time rates are shown too.
+For 1 and 2 the three trainers live in one fresh subprocess and take turns chunk by
+chunk, so load from other processes on a shared machine falls on all of them alike
+(separate runs minutes apart differed by 2x on the shared 2-core machine).
 """
 
 from __future__ import annotations
@@ -21,16 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-OFF = {
+OFF: dict[str, Any] = {
     "enable_trade_logging": False,
     "enable_trade_tracing": False,
     "enable_tensorboard": False,
@@ -61,101 +62,109 @@ def run_trainer(config: dict[str, Any], *args: str) -> tuple[dict[str, Any], int
         return summary, usage.ru_maxrss
 
 
-def plain_sb3_fps(steps: int, threads: int) -> tuple[float, float]:
-    """Plain SB3 PPO on the same env with the same hyperparameters: one learn()."""
+def interleaved_fps(rounds: int) -> dict[str, tuple[float, float]]:
+    """(wall fps, CPU fps) of three trainers built in this process, chunk by chunk.
+
+    ``on`` is the trainer with every output, ``off`` the same with none, ``plain`` a
+    bare SB3 PPO on the same env with the same hyperparameters (no callbacks; a
+    logger without outputs so SB3 makes no temp folder per learn()). Their chunks are
+    interleaved in rotating order so machine load hits all three alike; round 0 is
+    a warm-up and is not counted.
+    """
     import torch
     from stable_baselines3 import PPO
 
-    from trainer.config import TrainingConfig
+    from trainer.config import LoggingConfig, TrainingConfig
     from trainer.data import synthetic_series
-    from trainer.env import TradingEnv
-    from trainer.features import Market
     from trainer.model import algorithm_kwargs
-    from trainer.plan import split_index
+    from trainer.plan import RunPlan
+    from trainer.training import Training, build_envs, make_sb3_logger
 
-    torch.set_num_threads(threads)
-    config = TrainingConfig()
-    market = Market.from_series(synthetic_series(config.synthetic_bars, config.seed))
-    env = TradingEnv(
-        market,
-        0,
-        split_index(len(market), config.train_fraction),
-        window=config.window,
-        fee_rate=config.fee_rate,
-        slippage=config.slippage,
-        initial_cash=config.initial_cash,
-    )
-    model = PPO("MlpPolicy", env, device="cpu", **algorithm_kwargs(config))
-    began, began_cpu = time.perf_counter(), time.process_time()
-    model.learn(total_timesteps=steps)
-    wall, cpu = time.perf_counter() - began, time.process_time() - began_cpu
-    return model.num_timesteps / wall, model.num_timesteps / cpu
+    torch.set_num_threads(1)
+    base = TrainingConfig()
+    series = synthetic_series(base.synthetic_bars, base.seed)
+    root = Path(tempfile.mkdtemp(prefix="bench-trainer-"))
 
+    def plan(name: str, config: TrainingConfig) -> RunPlan:
+        ws = root / name
+        return RunPlan(ws, config, LoggingConfig(), "bench", series, ws / "l", False, "cpu", ())
 
-def run_plain(steps: int) -> tuple[float, float]:
-    """(wall fps, CPU fps) of plain SB3 PPO in a fresh subprocess."""
-    cmd = [sys.executable, __file__, "--plain-steps", str(steps)]
-    out = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, check=True)
-    wall, cpu = out.stdout.split()
-    return float(wall), float(cpu)
+    def trainer(name: str, config: TrainingConfig) -> Training:
+        training = Training(
+            plan(name, config), f"bench-{name}", started=datetime.now(UTC), should_stop=bool
+        )
+        training.setup()
+        return training
+
+    on, off = trainer("on", base), trainer("off", replace(base, **OFF))
+    plain = PPO("MlpPolicy", build_envs(plan("plain", base))[0], **algorithm_kwargs(base))
+    plain.set_logger(make_sb3_logger(None))
+
+    def plain_chunk() -> None:
+        plain.learn(base.steps_per_batch, reset_num_timesteps=False)
+
+    chunk = {"on": on.run_chunk, "off": off.run_chunk, "plain": plain_chunk}
+    totals = {name: [0.0, 0.0] for name in chunk}
+    names = list(chunk)
+    for r in range(rounds + 1):
+        for name in names[r % 3 :] + names[: r % 3]:
+            began, began_cpu = time.perf_counter(), time.process_time()
+            chunk[name]()
+            if r:
+                totals[name][0] += time.perf_counter() - began
+                totals[name][1] += time.process_time() - began_cpu
+    assert on.model is not None and on.model.num_timesteps == plain.num_timesteps
+    steps = rounds * base.steps_per_batch
+    return {name: (steps / wall, steps / cpu) for name, (wall, cpu) in totals.items()}
 
 
 def rates(summary: dict[str, Any]) -> tuple[float, float]:
-    """(wall fps, CPU fps) of a trainer run."""
+    """(wall fps, CPU fps) of a full trainer run, from its session summary."""
     return summary["steps"] / summary["train_s"], summary["steps"] / summary["train_cpu_s"]
+
+
+def run_interleaved(rounds: int) -> dict[str, tuple[float, float]]:
+    cmd = [sys.executable, __file__, "--interleaved", str(rounds)]
+    out = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, check=True)
+    return {k: (v[0], v[1]) for k, v in json.loads(out.stdout).items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="runs per variant (median)")
-    parser.add_argument("--episodes", type=int, default=3, help="episodes of the fps runs")
-    parser.add_argument("--plain-steps", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=12, help="counted chunks per variant")
+    parser.add_argument("--interleaved", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.plain_steps:
-        print(*plain_sb3_fps(args.plain_steps, threads=1))
+    if args.interleaved:
+        print(json.dumps(interleaved_fps(args.interleaved)))
         return
 
-    episodes = ["--total-episodes", str(args.episodes)]
-    wall: dict[str, list[float]] = {"on": [], "off": [], "plain": [], "threads": []}
-    cpu: dict[str, list[float]] = {k: [] for k in wall}
-    steps = 0
-    for _ in range(args.repeats):
-        on, _ = run_trainer({}, *episodes)
-        off, _ = run_trainer(OFF, *episodes)
-        steps = on["steps"]
-        runs = {"on": rates(on), "off": rates(off), "plain": run_plain(steps)}
-        for key, (w, c) in runs.items():
-            wall[key].append(w)
-            cpu[key].append(c)
-    w, c = rates(run_trainer({"torch_threads": 0}, *episodes)[0])
-    wall["threads"].append(w)
-    cpu["threads"].append(c)
+    fps = run_interleaved(args.rounds)
+    threads_1, _ = run_trainer({}, "--total-episodes", "2")
+    threads_default, _ = run_trainer({"torch_threads": 0}, "--total-episodes", "2")
     one_episode = max(run_trainer({}, "--total-episodes", "1")[1] for _ in range(2))
     four_episodes = max(run_trainer({}, "--total-episodes", "4")[1] for _ in range(2))
 
-    best_w = {k: max(v) for k, v in wall.items()}
-    best_c = {k: max(v) for k, v in cpu.items()}
-    med_w = {k: statistics.median(v) for k, v in wall.items()}
-    print(f"trainer benchmark: default config, {steps} steps per fps run, {args.repeats} repeats")
-    print("  fps: best wall clock (best by CPU time) [median wall]  runs")
-    labels = [("on", "outputs on"), ("off", "outputs off"), ("plain", "plain SB3 PPO")]
-    labels.append(("threads", f"torch default threads ({os.cpu_count()} cores)"))
-    for key, label in labels:
-        runs_text = ", ".join(f"{x:.0f}" for x in wall[key])
-        figures = f"{best_w[key]:5.0f} ({best_c[key]:.0f}) [{med_w[key]:.0f}]"
-        print(f"    {label:<14} {figures}  {runs_text}")
+    steps = args.rounds * 1000
+    setup = "default config (PPO, 64x64, 1000 steps per chunk)"
+    print(f"trainer benchmark: {setup}, {os.cpu_count()} cores")
+    print(f"  interleaved, {steps} counted steps each: fps by wall clock (by CPU time)")
+    for name, label in [
+        ("on", "all outputs on"),
+        ("off", "all outputs off"),
+        ("plain", "plain SB3"),
+    ]:
+        print(f"    {label:<16} {fps[name][0]:6.0f} ({fps[name][1]:.0f})")
+    one, default = rates(threads_1), rates(threads_default)
+    print(f"  full runs: torch_threads 1 {one[0]:.0f} fps, torch default {default[0]:.0f} fps")
     mib = (one_episode / 1024, four_episodes / 1024)
     print(f"  peak RSS: 1 episode {mib[0]:.0f} MiB, 4 episodes {mib[1]:.0f} MiB")
 
-    def ratio(a: str, b: str) -> str:
-        return (
-            f"{best_w[a] / best_w[b]:.3f} best wall, {best_c[a] / best_c[b]:.3f} best CPU, "
-            f"{med_w[a] / med_w[b]:.3f} median wall"
-        )
+    def ratio(a: tuple[float, float], b: tuple[float, float]) -> str:
+        return f"{a[0] / b[0]:.3f} wall, {a[1] / b[1]:.3f} CPU"
 
-    print(f"RATIO outputs on / off          = {ratio('on', 'off')}  (target >= 0.95)")
-    print(f"RATIO ours / plain SB3 PPO      = {ratio('on', 'plain')}")
-    print(f"RATIO torch default threads / 1 = {ratio('threads', 'on')}")
+    print(f"RATIO outputs on / off          = {ratio(fps['on'], fps['off'])}  (target >= 0.95)")
+    print(f"RATIO ours / plain SB3 PPO      = {ratio(fps['on'], fps['plain'])}")
+    print(f"RATIO torch default threads / 1 = {ratio(default, one)}")
     print(f"RATIO peak RSS 4 ep / 1 ep      = {four_episodes / one_episode:.3f}  (target <= 1.10)")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -186,3 +187,10 @@ def test_a_slice_without_steps_is_refused():
     market = Market.from_series(synthetic_series(100, seed=1))
     with pytest.raises(ValueError, match="no steps"):
         TradingEnv(market, 0, 10, window=9, fee_rate=0.0, slippage=0.0, initial_cash=1.0)
+
+
+def test_trades_are_immutable_and_cheap_to_copy():
+    t = Trade(1, 2, "t", "buy", 1.0, 2.0, 0.1, 1.0, 3.0)
+    assert copy.deepcopy({"trade": t})["trade"] is t
+    with pytest.raises(AttributeError):
+        t.fee = 0.0  # type: ignore[misc]
