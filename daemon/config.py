@@ -49,6 +49,8 @@ class DaemonConfig:
     """File notifications for one path within this window become one event."""
     polling_fallback: bool = True
     """Fall back to a polling observer when inotify watches run out."""
+    retry_max_s: float = 300.0
+    """Longest wait before a failed archive task is tried again (5 s, doubling up to this)."""
 
     def __post_init__(self) -> None:
         for name in ("keep_last", "keep_daily", "keep_weekly"):
@@ -58,7 +60,12 @@ class DaemonConfig:
             raise ValueError("compression_level must be between 1 and 9")
         if self.max_total_bytes is not None and self.max_total_bytes <= 0:
             raise ValueError("max_total_bytes must be positive or null")
-        for name in ("rotation_interval_s", "rescan_interval_s", "stale_check_interval_s"):
+        for name in (
+            "rotation_interval_s",
+            "rescan_interval_s",
+            "stale_check_interval_s",
+            "retry_max_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.coalesce_window_s < 0:

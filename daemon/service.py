@@ -312,7 +312,8 @@ class Daemon:
             self._retry_at.pop(done.task, None)
             return
         count = self._failures[done.task] = self._failures.get(done.task, 0) + 1
-        self._retry_at[done.task] = self.clock() + backoff(count)
+        wait = backoff(count, cap_s=self.settings.daemon.retry_max_s)
+        self._retry_at[done.task] = self.clock() + wait
 
     def _restart_watcher(self) -> None:
         log.warning("watcher died; restarting it", mode=self.watcher.mode)

@@ -55,6 +55,7 @@ def test_ints_are_accepted_where_numbers_are_expected(tmp_path: Path):
         ("config.json", {"keep_last": -1}, r"config\.json: keep_last must be >= 0"),
         ("config.json", {"polling_fallback": 1}, r"'polling_fallback' must be true or false"),
         ("config.json", {"compression_level": 0}, r"compression_level must be between"),
+        ("config.json", {"retry_max_s": 0}, r"config\.json: retry_max_s must be positive"),
         ("logging_config.json", {"level": "loud"}, r"logging_config\.json: level must be"),
         ("logging_config.json", {"colour": True}, r"logging_config\.json: unknown key 'colour'"),
     ],
