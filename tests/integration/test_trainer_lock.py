@@ -10,6 +10,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 from daemon.protocol import (
     Ack,
     LockInfo,
@@ -29,6 +31,7 @@ from tests.trainer_helpers import (
     tree,
     wait_until,
 )
+from trainer.data import synthetic_series
 
 
 def lock_info(workspace: Path) -> LockInfo | None:
@@ -78,13 +81,32 @@ def test_an_ack_for_another_session_is_not_enough_and_the_wait_is_bounded(tmp_pa
 
 
 def test_no_archive_does_not_wait_for_a_live_daemon(tmp_path):
+    """Also trains on a CSV as exported by a broker (day-first times, newest first)."""
     ws = make_workspace(tmp_path)
+    series = synthetic_series(300, seed=9)
+    rows = [
+        f"{np.datetime_as_string(t, unit='s')},{o},{h},{lo},{c},100"
+        for t, o, h, lo, c in zip(
+            series.times, series.open, series.high, series.low, series.close, strict=True
+        )
+    ]
+    day_first = [f"{r[8:10]}.{r[5:7]}.{r[0:4]} {r[11:19]}.000{r[19:]}" for r in reversed(rows)]
+    csv = tmp_path / "EURUSD.csv"
+    csv.write_text("Gmt time,Open,High,Low,Close,Volume\n" + "\n".join(day_first) + "\n")
     with held_exclusively(daemon_lock_path(ws)):
-        code, err = finish(start_trainer(ws, "--no-archive"))
+        code, err = finish(start_trainer(ws, "--no-archive", "--data", str(csv)))
     assert code == 0, err
     doc = json.loads((ws / "training.lock").read_text())
     assert (doc["archive"], doc["state"], doc["outcome"]) == (False, "stopped", "completed")
     assert "archive disabled (--no-archive): not waiting" in training_log(ws)
+    summary = read_json(ws / "logs" / "session_summary.json")
+    assert summary["data"] == {
+        "source": str(csv),
+        "bars": 300,
+        "train_bars": 240,
+        "held_out_bars": 60,
+    }
+    assert summary["steps"] == 256
 
 
 def test_a_daemon_that_dies_while_we_wait_is_not_waited_for(tmp_path):
