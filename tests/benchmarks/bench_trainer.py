@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -106,13 +107,16 @@ def interleaved_fps(rounds: int) -> dict[str, tuple[float, float]]:
     chunk = {"on": on.run_chunk, "off": off.run_chunk, "plain": plain_chunk}
     totals = {name: [0.0, 0.0] for name in chunk}
     names = list(chunk)
-    for r in range(rounds + 1):
-        for name in names[r % 3 :] + names[: r % 3]:
-            began, began_cpu = time.perf_counter(), time.process_time()
-            chunk[name]()
-            if r:
-                totals[name][0] += time.perf_counter() - began
-                totals[name][1] += time.process_time() - began_cpu
+    try:
+        for r in range(rounds + 1):
+            for name in names[r % 3 :] + names[: r % 3]:
+                began, began_cpu = time.perf_counter(), time.process_time()
+                chunk[name]()
+                if r:
+                    totals[name][0] += time.perf_counter() - began
+                    totals[name][1] += time.process_time() - began_cpu
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     assert on.model is not None and on.model.num_timesteps == plain.num_timesteps
     steps = rounds * base.steps_per_batch
     return {name: (steps / wall, steps / cpu) for name, (wall, cpu) in totals.items()}
