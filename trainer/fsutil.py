@@ -9,14 +9,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from daemon.protocol import fsync_dir
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+__all__ = ["atomic_open", "atomic_write_text", "fsync_dir", "stamp", "temp_name", "unique_path"]
 
 
 def temp_name(path: Path) -> Path:
