@@ -30,6 +30,11 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+SEND_TIMEOUT_S = 0.1
+"""Longest wait for room on the notify socket: once its reader's queue is full
+(``net.unix.max_dgram_qlen``, often 10 datagrams), a blocking send would wait
+for ever, stalling the main loop. After this the message is dropped and logged."""
+
 
 def socket_address(value: str) -> str | bytes:
     """The ``sendto`` address for a ``NOTIFY_SOCKET`` value (``@name`` is abstract)."""
@@ -82,6 +87,7 @@ class Notifier:
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._sock.settimeout(SEND_TIMEOUT_S)  # a reader that stops must not hang the loop
             self._sock.sendto(format_message(**fields), self.address)
         except OSError as e:
             log.warning("sd_notify failed", error=str(e), fields=sorted(fields))

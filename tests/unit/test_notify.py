@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from daemon.notify import Health, Notifier, format_message, socket_address, watchdog_interval
+from daemon.notify import (
+    SEND_TIMEOUT_S,
+    Health,
+    Notifier,
+    format_message,
+    socket_address,
+    watchdog_interval,
+)
 
 
 @pytest.fixture
@@ -85,3 +93,19 @@ def test_health_file_is_written_when_due(tmp_path: Path) -> None:
     assert h.wanted("archiving", 1.0) and h.wanted("idle", 10.0)
     h.remove()
     assert not (tmp_path / ".daemon/health.json").exists()
+
+
+def test_a_reader_that_stops_reading_never_blocks_the_sender(
+    receiver: tuple[socket.socket, str],
+) -> None:
+    _, path = receiver  # bound, never read: its queue fills after max_dgram_qlen datagrams
+    try:
+        qlen = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+    except (OSError, ValueError):
+        qlen = 10
+    n = Notifier.from_env({"NOTIFY_SOCKET": path})
+    began = time.monotonic()
+    sent = [n.send(STATUS=f"status {i}") for i in range(qlen + 3)]
+    assert sent[0] is True and sent[-1] is False  # dropped once full, not waited for
+    assert time.monotonic() - began < 3 * SEND_TIMEOUT_S + 2
+    n.close()
