@@ -21,8 +21,9 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,15 +86,37 @@ class NotifySocket:
             self.env_value = str(path)
         self.sock.settimeout(0.05)
         self.messages: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._drainer: threading.Thread | None = None
 
     def poll(self) -> list[dict[str, str]]:
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except (TimeoutError, BlockingIOError):
-                return self.messages
-            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
-            self.messages.append(fields)
+        with self._lock:  # one reader at a time keeps the messages in order
+            while True:
+                try:
+                    data = self.sock.recv(65536)
+                except (TimeoutError, BlockingIOError):
+                    return self.messages
+                fields = dict(
+                    line.split("=", 1) for line in data.decode().splitlines() if "=" in line
+                )
+                self.messages.append(fields)
+
+    def drain_in_background(self) -> None:
+        """Keep reading, as systemd does: the kernel queues only a few datagrams
+        (``net.unix.max_dgram_qlen``), and a daemon whose messages are not read for
+        a long run would see its sends dropped."""
+
+        def drain() -> None:
+            while not self._closed.is_set():
+                try:
+                    self.poll()
+                except OSError:
+                    return
+                self._closed.wait(0.05)
+
+        self._drainer = threading.Thread(target=drain, name="notify-drain", daemon=True)
+        self._drainer.start()
 
     def count(self, key: str, value: str = "1") -> int:
         return sum(1 for m in self.poll() if m.get(key) == value)
@@ -105,6 +128,9 @@ class NotifySocket:
         return [m["STATUS"] for m in self.poll() if "STATUS" in m]
 
     def close(self) -> None:
+        self._closed.set()
+        if self._drainer is not None:
+            self._drainer.join(5)
         self.sock.close()
 
 
@@ -118,7 +144,9 @@ class DaemonProcess:
         *,
         watchdog_usec: int | None = None,
         log_name: str = "daemon.out",
+        wrapper: Sequence[str] = (),
     ) -> None:
+        """``wrapper`` prefixes the command (e.g. ``setpriv ...`` to drop capabilities)."""
         self.workspace = workspace
         self.notify = notify
         env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -130,7 +158,7 @@ class DaemonProcess:
         self.stdout_path = workspace.parent / f"{workspace.name}.{log_name}"
         self._out = self.stdout_path.open("ab")
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "daemon", "run", "--workspace", str(workspace)],
+            [*wrapper, PYTHON, "-m", "daemon", "run", "--workspace", str(workspace)],
             stdout=self._out,
             stderr=subprocess.PIPE,
             cwd=REPO,
