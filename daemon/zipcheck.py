@@ -31,6 +31,9 @@ from daemon.events import Event, FileCreated, FileModified, FileMoved, ModelInva
 if TYPE_CHECKING:
     from daemon.state import FileInfo
 
+_EOCD_SIGNATURE = b"PK\x05\x06"
+_EOCD_SIZE = 22
+_ZIP64_MARK = 0xFFFFFFFF
 Key = tuple[str, int, int]
 """(workspace-relative path, size, mtime_ns): one version of a file."""
 
@@ -38,18 +41,32 @@ Key = tuple[str, int, int]
 def zip_problem(fd: int) -> str | None:
     """Why the file open as ``fd`` is not a readable zip, or None when it is.
 
-    Reads through a duplicate of ``fd``, which shares (and moves) its offset.
+    Besides ``zipfile`` opening it, the end-of-central-directory record must
+    end the file and the central directory must lie where that record says:
+    ``zipfile`` alone accepts a truncated SB3 model, finding the end record of
+    a zip stored inside it (``policy.pth``). Reads through a duplicate of
+    ``fd``, which shares (and moves) its offset.
     """
     with os.fdopen(os.dup(fd), "rb") as f:
         try:
-            with zipfile.ZipFile(f):
-                return None
+            with zipfile.ZipFile(f) as z:
+                comment, start_dir = z.comment, z.start_dir
+            size = f.seek(0, os.SEEK_END)
+            end = size - _EOCD_SIZE - len(comment)
+            f.seek(max(end, 0))
+            record = f.read(_EOCD_SIZE)
         except zipfile.BadZipFile as e:
             return f"not a valid zip: {e}"
         except (EOFError, ValueError, struct.error) as e:
             return f"not a valid zip: {type(e).__name__}: {e}"
         except OSError as e:
             return f"cannot read: {e.strerror or e}"
+    if end < 0 or record[:4] != _EOCD_SIGNATURE:
+        return "not a valid zip: the end of central directory is not at the end (truncated?)"
+    offset = int.from_bytes(record[16:20], "little")
+    if offset != _ZIP64_MARK and offset != start_dir:
+        return f"not a valid zip: {start_dir - offset} unexpected bytes before the zip data"
+    return None
 
 
 def zip_problem_at(path: Path) -> str | None:

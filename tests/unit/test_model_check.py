@@ -46,6 +46,51 @@ def test_a_truncated_zip_is_named(good: Path, tmp_path: Path, cut: int) -> None:
     assert problem is not None and problem.startswith("not a valid zip")
 
 
+def _stored_model(tmp_path: Path) -> bytes:
+    """Shaped like a real SB3 model: stored members, ``policy.pth`` itself a zip."""
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", b"\x80\x02}q\x00." * 20)
+        z.writestr("archive/data/0", os.urandom(6000))
+    outer = io.BytesIO()
+    with zipfile.ZipFile(outer, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("data", json.dumps({"policy_class": "ActorCriticPolicy"}) * 50)
+        z.writestr("policy.pth", inner.getvalue())
+        z.writestr("policy.optimizer.pth", os.urandom(9000))
+    return outer.getvalue()
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.66, 0.8, 0.9])
+def test_a_truncated_model_holding_a_zip_is_named(tmp_path: Path, keep: float) -> None:
+    data = _stored_model(tmp_path)
+    whole = tmp_path / "whole.zip"
+    whole.write_bytes(data)
+    assert zip_problem_at(whole) is None
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(data[: int(len(data) * keep)])
+    with zipfile.ZipFile(broken):  # zipfile alone takes the inner zip for the whole
+        pass
+    problem = zip_problem_at(broken)
+    assert problem is not None and problem.startswith("not a valid zip")
+
+
+def test_bytes_before_the_zip_are_named(tmp_path: Path, good: Path) -> None:
+    path = tmp_path / "prefixed.zip"
+    path.write_bytes(b"junk" * 100 + good.read_bytes())
+    assert zip_problem_at(path) == "not a valid zip: 400 unexpected bytes before the zip data"
+
+
+def test_a_zip_with_a_comment_or_a_zip64_member_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "c.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("a", b"x" * 100)
+        z.comment = b"a comment at the end"
+    assert zip_problem_at(path) is None
+    with zipfile.ZipFile(path, "w") as z, z.open("big", "w", force_zip64=True) as member:
+        member.write(b"y" * 1000)
+    assert zip_problem_at(path) is None
+
+
 @pytest.mark.parametrize("content", [b"", b"hello, not a zip\n" * 100, b"PK\x03\x04" + b"\0" * 40])
 def test_garbage_and_empty_files_are_named(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "x.zip"
