@@ -70,6 +70,10 @@ class Coalescer:
                 return
             entry = self._touch(raw.dest, now)
             if area_of(raw.path) is not None:
+                if entry.moved_from not in (None, raw.path):
+                    # a second move onto the same destination: the first source
+                    # must still be settled (it is gone, or something new is there)
+                    self._touch(entry.moved_from, now)
                 entry.moved_from = raw.path
             return
         if area_of(raw.path) is not None:

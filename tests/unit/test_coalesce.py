@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from daemon.coalesce import Coalescer, Raw, area_of, settle
@@ -81,6 +81,11 @@ infos = st.none() | st.builds(FileInfo, st.integers(0, 3), st.integers(0, 3))
     st.dictionaries(paths, st.builds(FileInfo, st.integers(0, 3), st.integers(0, 3))),
     st.lists(st.tuples(paths, infos), max_size=30),
     st.lists(st.tuples(paths, paths), max_size=3),
+)
+@example(  # two moves onto one destination: the first source must be settled too
+    known={"logs/a": FileInfo(0, 0), "logs/b": FileInfo(0, 0), "logs/sub/c": FileInfo(0, 0)},
+    changes=[],
+    moves=[("logs/b", "logs/a"), ("logs/sub/c", "logs/a")],
 )
 def test_after_settling_known_equals_the_filesystem(known, changes, moves) -> None:
     """Whatever happened, folding the events over ``known`` gives the files as they are."""
