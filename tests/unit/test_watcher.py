@@ -86,21 +86,23 @@ def test_a_folder_leaving_the_tree_asks_for_a_rescan(
     sink.until(RescanWanted("dir_deleted"))
 
 
-def test_lock_writes_wake_but_probes_do_not(tmp_path: Path, sink: Sink, watcher: Watcher) -> None:
+def test_lock_writes_wake_but_probes_do_not(tmp_path: Path, sink: Sink) -> None:
     path = tmp_path / "training.lock"
     info = LockInfo("s", 1, "h", "b", "t", archive=True, state="starting")
     lock = protocol.TrainerLock(path)
-    lock.acquire(info)
-    sink.until(LockTouched())
-    for _ in range(50):  # what the daemon does every stale check
-        protocol.lock_is_held(path)
-        protocol.read_lock(path)
-    (tmp_path / "logs/sentinel").write_text("")
-    got = sink.until(Raw("created", "logs/sentinel"))
-    assert LockTouched() not in got[1:], "a probe woke the daemon"
-    sink.seen.clear()
-    lock.release()  # a writer closing it (or dying) is worth a look
-    assert sink.until(LockTouched())
+    lock.acquire(info)  # before the watcher starts: its own writes cannot be in the way
+    with Watcher(tmp_path, path, sink):
+        for _ in range(50):  # what the daemon does every stale check
+            protocol.lock_is_held(path)
+            protocol.read_lock(path)
+        (tmp_path / "logs/sentinel").write_text("")
+        got = sink.until(Raw("created", "logs/sentinel"))
+        assert LockTouched() not in got, "a probe woke the daemon"
+        lock.write(info.with_state("running"))  # a trainer's rewrite is worth a look
+        assert sink.until(LockTouched())
+        sink.seen.clear()
+        lock.release()  # and so is a writer closing it (or dying)
+        assert sink.until(LockTouched())
 
 
 def test_watch_limit_falls_back_to_polling(tmp_path: Path, sink: Sink) -> None:
