@@ -205,7 +205,7 @@ def resolve_lock_path(workspace: Path, config_file: Path | None = None) -> Path:
                 if isinstance(section, dict) and isinstance(section.get("lock_file"), str):
                     name = section["lock_file"]
                     break
-    path = Path(name)
+    path = Path(name).expanduser()  # as the daemon does (daemon/config.py)
     return path if path.is_absolute() else workspace / path
 
 

@@ -187,6 +187,17 @@ def test_lock_path_comes_from_config_json(tmp_path: Path):
     assert p.resolve_lock_path(tmp_path) == Path("/abs/x.lock")
 
 
+def test_lock_path_expands_the_home_folder_as_the_daemon_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    cfg = tmp_path / "ws" / "config" / "config.json"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text(json.dumps({"daemon": {"lock_file": "~/x.lock"}}))
+    assert p.resolve_lock_path(tmp_path / "ws") == home / "x.lock"
+
+
 def test_protocol_imports_nothing_heavy():
     code = (
         "import sys, daemon.protocol\n"
