@@ -89,24 +89,37 @@ class EventStore:
         recover: bool = False,
         on_append: Callable[[StoredEvent], None] | None = None,
     ) -> EventStore:
-        """Open (creating) the log. With ``recover``, a corrupt log is set aside
-        and its readable events are copied into a fresh one, recording
-        :class:`EventLogRecovered`; without it, corruption raises EventLogError."""
+        """Open (creating) the log.
+
+        A *corrupt* log (SQLite says so, or the integrity check fails) is, with
+        ``recover``, set aside and its readable events copied into a fresh one,
+        recording :class:`EventLogRecovered`; without it, EventLogError. Any
+        other failure (a full disk, a read-only folder, a lock) is never taken
+        for corruption: it raises EventLogError and leaves the log as it is.
+        """
         try:
             store = cls(path, on_append=on_append)
             store._check()
             return store
-        except (sqlite3.DatabaseError, EventLogError) as e:
-            if not recover:
-                raise EventLogError(
-                    f"{path}: event log is unreadable ({e}); the daemon sets it aside on start"
-                ) from e
-            return cls._recover(path, str(e), on_append)
+        except _Corrupt as e:
+            error = str(e)
+        except sqlite3.DatabaseError as e:
+            if not _is_corruption(e):
+                raise EventLogError(f"{path}: cannot open the event log ({e})") from e
+            error = str(e)
+        if not recover:
+            raise EventLogError(
+                f"{path}: event log is corrupt ({error}); the daemon sets it aside on start"
+            )
+        try:
+            return cls._recover(path, error, on_append)
+        except (sqlite3.Error, OSError) as e:
+            raise EventLogError(f"{path}: cannot set the corrupt event log aside ({e})") from e
 
     def _check(self) -> None:
         row = self._conn.execute("PRAGMA quick_check").fetchone()
         if row is None or row[0] != "ok":
-            raise EventLogError(f"integrity check failed: {row[0] if row else 'no answer'}")
+            raise _Corrupt(f"integrity check failed: {row[0] if row else 'no answer'}")
         self._conn.execute("SELECT max(seq) FROM events").fetchone()
 
     @classmethod
@@ -189,17 +202,36 @@ class EventStore:
         return int(row[0])
 
 
+class _Corrupt(Exception):
+    """The integrity check found damage."""
+
+
+def _is_corruption(e: sqlite3.DatabaseError) -> bool:
+    name = getattr(e, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+
+
 def _connect(path: Path) -> sqlite3.Connection:
+    """Connect, switch to WAL and synchronous FULL, and create the schema if it is new.
+
+    Nothing is written to an existing log here: opening one on a full disk works.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.executescript(_SCHEMA)
-        conn.execute(f"PRAGMA user_version = {STORE_VERSION}")
     except OSError as e:
-        raise EventLogError(f"{path}: cannot open the event log ({e})") from e
+        raise EventLogError(f"{path}: cannot create the event log's folder ({e})") from e
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA synchronous = FULL")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        if conn.execute("PRAGMA user_version").fetchone()[0] != STORE_VERSION:
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {STORE_VERSION}")
+    except sqlite3.DatabaseError:
+        conn.close()
+        raise
     return conn
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,7 +81,7 @@ def test_a_corrupt_log_is_refused_or_set_aside_with_what_can_be_read(tmp_path: P
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = path.read_bytes()
     path.write_bytes(data[:100] + b"\xff" * 300 + data[400:])  # smash the header page
-    with pytest.raises(EventLogError, match="unreadable"):
+    with pytest.raises(EventLogError, match="corrupt"):
         EventStore.open(path)
     store = EventStore.open(path, recover=True)
     types = [e.type for e in store.read()]
@@ -183,3 +185,55 @@ def test_an_archive_recorded_before_its_session_is_linked(tmp_path: Path):
     state = fold(State(), log)
     assert state.sessions["s9"].final_archive == "f.zip"
     assert state.pending_sessions() == []
+
+
+FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+from daemon import events as ev
+from daemon.errors import EventLogError
+from daemon.store import EventStore
+path, limit = Path(sys.argv[1]), int(sys.argv[2])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails like ENOSPC
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+try:
+    store = EventStore.open(path, recover=True)
+    print(len(list(store.read())))
+    for i in range(10000):
+        store.append(ev.ArchivePinned(name=f"{i}.zip"))
+except EventLogError as e:
+    print("refused:", e)
+"""
+
+
+def full_disk_run(path: Path, limit: int) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(path), str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    return out.stdout.splitlines()
+
+
+def test_a_full_disk_is_an_error_never_taken_for_corruption(tmp_path: Path):
+    path = tmp_path / "e.sqlite3"
+    with EventStore.open(path) as store:
+        store.append_many([ev.ArchivePinned(name=f"{i}.zip") for i in range(50)])
+        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert path.stat().st_size < 65536
+    # room to open (WAL index) but not to grow: reads work, appends are refused
+    lines = full_disk_run(path, 65536)
+    assert lines[0] == "50"
+    assert lines[1].startswith("refused:")
+    assert "cannot append" in lines[1]
+    # not even room for the WAL index: the open is refused, the log left alone
+    lines = full_disk_run(path, 1024)
+    assert lines == [lines[0]]
+    assert lines[0].startswith("refused:")
+    assert "cannot open the event log" in lines[0]
+    assert not list(tmp_path.glob("*.corrupt-*"))
+    with EventStore.open(path) as store:
+        assert [e.seq for e in store.read()][:50] == list(range(1, 51))
