@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,9 @@ class DaemonConfig:
                 raise ValueError(f"{name} must be positive")
         if self.coalesce_window_s < 0:
             raise ValueError("coalesce_window_s must be >= 0")
+        for name in ("archive_dir", "lock_file", "event_log"):
+            if not getattr(self, name).strip():
+                raise ValueError(f"{name} must not be empty")
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,29 @@ def load_settings(workspace: Path, config_file: Path | None = None) -> Settings:
         event_log=resolve(daemon.event_log),
         config_file=config_file,
     )
+    _check_placement(paths)
     return Settings(daemon, logging, paths)
+
+
+def _check_placement(paths: Paths) -> None:
+    """Refuse paths that would put the daemon's own files among what it archives
+    and cleans: an archive folder inside logs/ would be watched, a lock file
+    inside logs/ would be removed by ``prepare`` along with its flock."""
+    inside = [paths.workspace / area for area in ("logs", "models", "config")]
+    for key, path in (
+        ("archive_dir", paths.archive_dir),
+        ("lock_file", paths.lock_file),
+        ("event_log", paths.event_log),
+    ):
+        resolved = path.resolve()
+        if key == "archive_dir" and resolved == paths.workspace:
+            raise ConfigError(f"{paths.config_file}: key {key!r} must not be the workspace itself")
+        for area in inside:
+            if resolved == area or resolved.is_relative_to(area):
+                raise ConfigError(
+                    f"{paths.config_file}: key {key!r} must not lie inside {area.name}/ "
+                    f"(got {path})"
+                )
 
 
 def parse_file(path: Path, cls: type[T], *, section: str | None = None) -> T:
@@ -182,7 +208,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
     elif hint is str:
         if isinstance(value, str):
@@ -193,6 +219,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 
 def _describe(hint: Any) -> str:
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
-        hint, str(hint)
-    )
+    return {
+        bool: "true or false",
+        int: "an integer",
+        float: "a finite number",
+        str: "a string",
+    }.get(hint, str(hint))
