@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from daemon.protocol import resolve_lock_path
-from trainer.config import load_logging_config, load_training_config, with_overrides
+from trainer.config import load_logging_config, load_training_config
 from trainer.data import load_csv, synthetic_series
 from trainer.errors import InputError, UsageError
 from trainer.plan import RunPlan, check_length, resolve_device
@@ -69,14 +69,17 @@ def prepare(args: argparse.Namespace, argv: Sequence[str]) -> RunPlan:
     if not workspace.is_dir():
         raise UsageError(f"--workspace {args.workspace}: no such folder")
     config_path = args.config or workspace / "config" / "training_config.json"
-    config = load_training_config(config_path, required=args.config is not None)
     overrides: dict[str, Any] = {
         "total_episodes": args.total_episodes,
         "steps_per_batch": args.steps_per_batch,
         "seed": args.seed,
         "device": args.device,
     }
-    config = with_overrides(config, {k: v for k, v in overrides.items() if v is not None})
+    config = load_training_config(
+        config_path,
+        required=args.config is not None,
+        overrides={k: v for k, v in overrides.items() if v is not None},
+    )
     logging_config = load_logging_config(workspace / "config" / "logging_config.json")
     device_source = "--device" if args.device else f"{config_path}: key 'device'"
     device = resolve_device(config.device, device_source)

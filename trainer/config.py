@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -165,8 +165,9 @@ class LoggingConfig:
     """The training log, relative to the workspace unless absolute."""
 
 
-def _build(cls: type[T], doc: Mapping[str, Any], source: str) -> T:
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+def _values(cls: type[Any], doc: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``doc``'s values, each checked on its own (the cross-field checks come later)."""
+    known = {f.name: f for f in fields(cls)}
     values: dict[str, Any] = {}
     for key, raw in doc.items():
         if key not in known:
@@ -175,8 +176,12 @@ def _build(cls: type[T], doc: Mapping[str, Any], source: str) -> T:
             values[key] = known[key].metadata["check"](raw)
         except ValueError as e:
             raise ConfigError(f"{source}: key {key!r} must be {e}, got {json.dumps(raw)}") from e
+    return values
+
+
+def _build(cls: type[T], doc: Mapping[str, Any], source: str) -> T:
     try:
-        return cls(**values)
+        return cls(**_values(cls, doc, source))
     except ValueError as e:
         raise ConfigError(f"{source}: {e}") from e
 
@@ -197,32 +202,53 @@ def _read_object(path: Path) -> dict[str, Any] | None:
     return doc
 
 
-def load_training_config(path: Path, *, required: bool = False) -> TrainingConfig:
-    """The file's config; the defaults when it does not exist (unless ``required``)."""
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _flag_values(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    known = {f.name: f for f in fields(TrainingConfig)}
+    values: dict[str, Any] = {}
+    for key, raw in overrides.items():
+        try:
+            values[key] = known[key].metadata["check"](raw)
+        except ValueError as e:
+            raise ConfigError(f"{_option(key)}: must be {e}, got {raw}") from e
+    return values
+
+
+def load_training_config(
+    path: Path, *, required: bool = False, overrides: Mapping[str, Any] | None = None
+) -> TrainingConfig:
+    """The file's config with the command-line ``overrides`` (already None-filtered) applied.
+
+    A missing file means the defaults (unless ``required``). Each value is checked
+    where it comes from; the checks across keys (``n_steps`` must divide
+    ``steps_per_batch``) run on the merged values, so a flag can make a file valid,
+    and an error names the file key and the flag involved.
+    """
     doc = _read_object(path)
     if doc is None:
         if required:
             raise ConfigError(f"{path}: no such file")
-        return TrainingConfig()
-    return _build(TrainingConfig, doc, str(path))
+        doc = {}
+    from_file = _values(TrainingConfig, doc, str(path))
+    from_flags = _flag_values(overrides or {})
+    values = {**from_file, **from_flags}
+    n_steps = values.get("n_steps")
+    steps_per_batch = values.get("steps_per_batch", TrainingConfig.steps_per_batch)
+    if n_steps is not None and steps_per_batch % n_steps:
+        origin = ""  # steps_per_batch from the same file
+        if "steps_per_batch" in from_flags:
+            origin = f" ({_option('steps_per_batch')})"
+        elif "steps_per_batch" not in from_file:
+            origin = " (the default)"
+        raise ConfigError(
+            f"{path}: n_steps {n_steps} must divide steps_per_batch {steps_per_batch}{origin}"
+        )
+    return TrainingConfig(**values)
 
 
 def load_logging_config(path: Path) -> LoggingConfig:
     doc = _read_object(path)
     return LoggingConfig() if doc is None else _build(LoggingConfig, doc, str(path))
-
-
-def with_overrides(config: TrainingConfig, overrides: Mapping[str, Any]) -> TrainingConfig:
-    """``config`` with command-line values (already None-filtered), checked like the file."""
-    known = {f.name: f for f in fields(config)}
-    values: dict[str, Any] = {}
-    for key, raw in overrides.items():
-        option = "--" + key.replace("_", "-")
-        try:
-            values[key] = known[key].metadata["check"](raw)
-        except ValueError as e:
-            raise ConfigError(f"{option}: must be {e}, got {raw}") from e
-    try:
-        return replace(config, **values)
-    except ValueError as e:
-        raise ConfigError(f"command line: {e}") from e

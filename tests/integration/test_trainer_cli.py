@@ -53,6 +53,12 @@ CASES = [
         ["--data", "{ws}/short.csv"],
         "short.csv: 12 rows are too few for window 8 and train_fraction 0.8",
     ),
+    (
+        {"config/training_config.json": json.dumps({"n_steps": 64})},
+        ["--steps-per-batch", "100"],
+        "config/training_config.json: n_steps 64 must divide steps_per_batch 100 "
+        "(--steps-per-batch)",
+    ),
     ({}, ["--total-episodes", "0"], "--total-episodes: must be an integer >= 1, got 0"),
     ({}, ["--steps-per-batch", "many"], "argument --steps-per-batch: invalid int value"),
     ({}, ["--device", "tpu"], "argument --device: invalid choice"),
@@ -73,6 +79,17 @@ def test_bad_input_is_one_line_exit_2_and_nothing_on_disk(tmp_path, files, args,
     assert "Traceback" not in proc.stderr
     assert tree(ws) == before
     assert not {"logs", "models", "training.lock"} & {p.name for p in ws.iterdir()}
+
+
+def test_a_flag_may_make_the_files_n_steps_fit(tmp_path):
+    ws = make_workspace(
+        tmp_path, n_steps=64, steps_per_batch=100, checkpoint_freq=0, enable_tensorboard=False
+    )
+    proc = run_trainer(ws, "--steps-per-batch", "128")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((ws / "logs" / "session_summary.json").read_text())
+    assert (summary["config"]["n_steps"], summary["config"]["steps_per_batch"]) == (64, 128)
+    assert summary["steps"] == 256
 
 
 def test_a_missing_workspace_is_a_usage_error(tmp_path):

@@ -14,7 +14,6 @@ from trainer.config import (
     TrainingConfig,
     load_logging_config,
     load_training_config,
-    with_overrides,
 )
 from trainer.errors import ConfigError
 
@@ -67,7 +66,8 @@ def test_values_are_read_and_normalised(tmp_path):
         ({"net_arch": []}, "key 'net_arch' must be a non-empty list"),
         ({"net_arch": [8, "x"]}, "key 'net_arch'"),
         ({"device": "tpu"}, "key 'device' must be one of auto, cpu, cuda"),
-        ({"n_steps": 7}, "n_steps 7 must divide steps_per_batch 1000"),
+        ({"n_steps": 7}, "n_steps 7 must divide steps_per_batch 1000 (the default)"),
+        ({"n_steps": 64, "steps_per_batch": 100}, "n_steps 64 must divide steps_per_batch 100"),
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_key(tmp_path, doc, expected):
@@ -80,13 +80,24 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path, doc, expected):
     assert "\n" not in message
 
 
-def test_overrides_are_checked_and_name_the_option():
-    c = with_overrides(TrainingConfig(), {"total_episodes": 3, "seed": 5})
+def test_overrides_are_checked_and_name_the_option(tmp_path):
+    path = write(tmp_path, {"total_episodes": 1})
+    c = load_training_config(path, overrides={"total_episodes": 3, "seed": 5})
     assert (c.total_episodes, c.seed) == (3, 5)
     with pytest.raises(ConfigError, match=r"^--total-episodes: must be an integer >= 1, got 0$"):
-        with_overrides(TrainingConfig(), {"total_episodes": 0})
-    with pytest.raises(ConfigError, match="n_steps 64 must divide steps_per_batch 100"):
-        with_overrides(TrainingConfig(n_steps=64, steps_per_batch=128), {"steps_per_batch": 100})
+        load_training_config(path, overrides={"total_episodes": 0})
+
+
+def test_n_steps_is_checked_against_steps_per_batch_after_the_flags_apply(tmp_path):
+    path = write(tmp_path, {"n_steps": 64})
+    c = load_training_config(path, overrides={"steps_per_batch": 128})
+    assert (c.n_steps, c.steps_per_batch) == (64, 128)
+    path = write(tmp_path, {"n_steps": 64, "steps_per_batch": 128})
+    with pytest.raises(ConfigError) as info:
+        load_training_config(path, overrides={"steps_per_batch": 100})
+    assert str(info.value) == (
+        f"{path}: n_steps 64 must divide steps_per_batch 100 (--steps-per-batch)"
+    )
 
 
 def test_logging_config_accepts_the_three_shared_keys(tmp_path):
