@@ -15,6 +15,7 @@ lists the files *not* archived, each with a reason (see ``SKIP_REASONS``).
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ SKIP_REASONS: tuple[str, ...] = (
 
 ARCHIVE_RE = re.compile(r"^training_backup_(\d{8})_(\d{6})(?:_([2-9]|[1-9]\d+))?\.zip$")
 """Final archive names: ``training_backup_YYYYMMDD_HHMMSS.zip`` or ``..._N.zip`` (N >= 2)."""
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 TEMP_RE = re.compile(r"^\.training_backup_\d{8}_\d{6}\.[0-9a-f]{8}\.zip\.tmp$")
 """Hidden temporary files of archives being written (or of runs that crashed)."""
 
@@ -146,18 +148,55 @@ def _field(doc: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
 
 
 def _member(m: Any, i: int) -> MemberRecord:
+    """One member record, every field type-checked: a manifest read from disk is input."""
     if not isinstance(m, dict):
         raise ValueError(f"MANIFEST.json members[{i}] is not an object")
     where = f"members[{i}]."
+    path = _field(m, "path", str, where)
+    problem = member_path_problem(path)
+    if problem:
+        raise ValueError(f"MANIFEST.json field '{where}path' {problem}: {path!r}")
+    size = _field(m, "size", int, where)
+    if size < 0:
+        raise ValueError(f"MANIFEST.json field '{where}size' must not be negative")
+    sha256 = _field(m, "sha256", str, where)
+    if not SHA256_RE.fullmatch(sha256):
+        raise ValueError(f"MANIFEST.json field '{where}sha256' must be 64 lowercase hex digits")
+    mtime = float(_field(m, "mtime", float, where))
+    if not math.isfinite(mtime):
+        raise ValueError(f"MANIFEST.json field '{where}mtime' must be a finite number")
     return MemberRecord(
-        path=_field(m, "path", str, where),
-        size=_field(m, "size", int, where),
-        sha256=_field(m, "sha256", str, where),
-        mtime=float(_field(m, "mtime", float, where)),
-        mtime_ns=int(m.get("mtime_ns", 0)),
-        changed=bool(m.get("changed", False)),
+        path=path,
+        size=size,
+        sha256=sha256,
+        mtime=mtime,
+        mtime_ns=_field(m, "mtime_ns", int, where) if "mtime_ns" in m else 0,
+        changed=_field(m, "changed", bool, where) if "changed" in m else False,
         damaged=_damaged(m.get("damaged"), i),
     )
+
+
+def member_path_problem(path: str) -> str:
+    """Why ``path`` is not a normalised relative member path ("" when it is one).
+
+    Paths are joined onto the workspace (``prepare`` unlinks what they name),
+    so only plain ``a/b/c`` forms pass: no absolute path or drive letter, no
+    backslash or NUL, no empty, ``.`` or ``..`` component.
+    """
+    if not path:
+        return "is empty"
+    if "\x00" in path:
+        return "contains a NUL"
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+        return "is absolute"
+    if "\\" in path:
+        return "contains a backslash"
+    parts = path.split("/")
+    if ".." in parts:
+        return "has a '..' component"
+    if any(part in ("", ".") for part in parts):
+        return "has an empty or '.' component"
+    return ""
 
 
 def _damaged(value: Any, i: int) -> str | None:

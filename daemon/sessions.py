@@ -268,8 +268,9 @@ def reconcile_archives(ws: Workspace) -> int:
         try:
             manifest = engine.read_manifest(path)
             result = engine.verify_archive(path)
-        except (OSError, ValueError, DaemonError) as e:
-            ws.record(ArchiveVerified(name=path.name, ok=False, problems=(str(e),)))
+        except Exception as e:  # whatever is wrong with one archive, it is that archive that is bad
+            problem = str(e) if isinstance(e, DaemonError) else f"{type(e).__name__}: {e}"
+            ws.record(ArchiveVerified(name=path.name, ok=False, problems=(problem,)))
             continue
         if result.ok:
             ops.record_completed(ws, manifest, path)

@@ -191,3 +191,50 @@ def test_chunked_deflate_concatenates_into_one_standard_stream(data, cuts):
     out += FINAL_BLOCK
     assert zlib.decompress(out, -15) == data
     assert hashlib.sha256(zlib.decompress(out, -15)).digest() == hashlib.sha256(data).digest()
+
+
+def _member_doc(**fields: object) -> str:
+    import json
+
+    member = {"path": "logs/a.log", "size": 1, "sha256": "0" * 64, "mtime": 1.0, **fields}
+    doc = {
+        "format_version": 1,
+        "archive_id": "x",
+        "reason": "manual",
+        "created_at": "t",
+        "session_id": None,
+        "members": [member],
+    }
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"mtime_ns": None}, r"'members\[0\]\.mtime_ns' must be int"),
+        ({"mtime_ns": [1]}, r"'members\[0\]\.mtime_ns' must be int"),
+        ({"mtime_ns": 1.5}, r"'members\[0\]\.mtime_ns' must be int"),
+        ({"changed": "yes"}, r"'members\[0\]\.changed' must be bool"),
+        ({"changed": 1}, r"'members\[0\]\.changed' must be bool"),
+        ({"damaged": ["x"]}, r"'members\[0\]\.damaged'"),
+        ({"size": True}, r"'members\[0\]\.size' must be int"),
+        ({"size": -1}, r"'members\[0\]\.size' must not be negative"),
+        ({"sha256": "xyz"}, r"'members\[0\]\.sha256' must be 64"),
+        ({"sha256": "A" * 64}, r"'members\[0\]\.sha256' must be 64"),
+        ({"mtime": None}, r"'members\[0\]\.mtime' must be float"),
+        ({"mtime": float("inf")}, r"'members\[0\]\.mtime' must be a finite"),
+        ({"path": ""}, r"'members\[0\]\.path' is empty"),
+        ({"path": "/etc/passwd"}, r"'members\[0\]\.path' is absolute"),
+        ({"path": "logs/../models/x"}, r"'members\[0\]\.path' has a '\.\.' component"),
+        ({"path": "logs//a"}, r"'members\[0\]\.path' has an empty or '\.' component"),
+        ({"path": "logs/./a"}, r"'members\[0\]\.path' has an empty or '\.' component"),
+        ({"path": "logs/"}, r"'members\[0\]\.path' has an empty or '\.' component"),
+        ({"path": "logs\\..\\x"}, r"'members\[0\]\.path' contains a backslash"),
+        ({"path": "C:/x"}, r"'members\[0\]\.path' is absolute"),
+    ],
+)
+def test_manifest_member_fields_are_type_checked_and_paths_normalised(fields, message):
+    """A manifest read from disk is input: a bad member is a ValueError naming the field."""
+    assert Manifest.from_json(_member_doc()).members[0].mtime_ns == 0  # the baseline parses
+    with pytest.raises(ValueError, match=message):
+        Manifest.from_json(_member_doc(**fields))

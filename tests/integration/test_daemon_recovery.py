@@ -1,0 +1,79 @@
+"""The daemon against a surprising archive folder or lock file: it records, it never dies."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from daemon import archive as engine
+from tests.daemon_helpers import (
+    PYTHON,
+    REPO,
+    DaemonProcess,
+    FakeTrainer,
+    NotifySocket,
+    make_daemon_workspace,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _spoil_manifest(path: Path, **member_fields: object) -> None:
+    """Rewrite the archive at ``path`` with its first member's manifest record changed."""
+    with zipfile.ZipFile(path) as z:
+        members = [(info, z.read(info)) for info in z.infolist()]
+    with zipfile.ZipFile(path, "w") as out:
+        for info, data in members:
+            if info.filename == "MANIFEST.json":
+                doc = json.loads(data)
+                doc["members"][0].update(member_fields)
+                data = json.dumps(doc).encode()
+            out.writestr(info, data)
+
+
+def _cli(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "daemon", *args, "--workspace", str(ws)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_an_archive_with_a_malformed_manifest_is_bad_not_fatal(tmp_path: Path) -> None:
+    """One MANIFEST.json with ``mtime_ns: null`` once crash-looped the daemon at start."""
+    ws = make_daemon_workspace(tmp_path / "ws")
+    bad = engine.create_archive(ws, ws / "archives", reason="post_training", session_id="old")
+    _spoil_manifest(bad.path, mtime_ns=None)
+    notify = NotifySocket(tmp_path)
+    daemon = DaemonProcess(ws, notify)
+    try:
+        daemon.wait_ready()
+        verified = daemon.wait_event("ArchiveVerified", name=bad.path.name)
+        assert verified.data["ok"] is False
+        assert "members[0].mtime_ns" in verified.data["problems"][0]
+        trainer = FakeTrainer(ws)  # and it keeps serving
+        assert trainer.start() is not None
+        trainer.write_logs(1)
+        trainer.stop()
+        daemon.wait_event("ArchiveCompleted", reason="post_training", session_id=trainer.session_id)
+        assert daemon.terminate() == 0
+        assert "Traceback" not in daemon.stderr()
+    finally:
+        daemon.stop()
+        notify.close()
+
+    verify = _cli(ws, "verify", bad.path.name)
+    assert verify.returncode == 1 and "Traceback" not in verify.stderr + verify.stdout
+    lines = verify.stdout.splitlines()
+    assert lines[0].startswith(f"{bad.path.name}: FAILED")
+    assert len(lines) == 2 and "members[0].mtime_ns" in lines[1], verify.stdout
+
+    restore = _cli(ws, "restore", bad.path.name, "--to", str(tmp_path / "out"))
+    assert restore.returncode == 1 and "Traceback" not in restore.stderr
+    assert len(restore.stderr.splitlines()) == 1 and "mtime_ns" in restore.stderr
