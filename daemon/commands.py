@@ -13,6 +13,7 @@ from typing import Any
 from daemon import archive as engine
 from daemon import ops
 from daemon.errors import UsageError
+from daemon.events import EVENT_TYPES
 from daemon.ops import REASONS, Workspace
 from daemon.render import Progress, human_bytes, table
 
@@ -209,6 +210,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
+    unknown = sorted(set(args.types or ()) - set(EVENT_TYPES))
+    if unknown:
+        raise UsageError(
+            f"unknown event type {unknown[0]!r} (known: {', '.join(sorted(EVENT_TYPES))})"
+        )
     with _open(args) as ws:
         for stored in _events(ws, args.types, args.follow):
             if args.json:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from daemon import archive as engine
 from daemon.config import Settings, load_settings
-from daemon.errors import ArchiveError, DaemonError
+from daemon.errors import ArchiveError, DaemonError, UsageError
 from daemon.events import (
     ArchiveCompleted,
     ArchiveFailed,
@@ -179,9 +179,17 @@ def record_completed(
     )
 
 
+def in_archive_dir(ws: Workspace, path: Path) -> bool:
+    """Whether ``path`` is one of this workspace's archives (events name archives by
+    file name, so a copy elsewhere must not speak for the archive of that name)."""
+    return path.resolve().parent == ws.paths.archive_dir.resolve()
+
+
 def verify(ws: Workspace, path: Path) -> engine.VerifyResult:
+    """Verify an archive; the result is recorded only for the workspace's own archives."""
     result = engine.verify_archive(path)
-    ws.record(ArchiveVerified(name=path.name, ok=result.ok, problems=tuple(result.problems)))
+    if in_archive_dir(ws, path):
+        ws.record(ArchiveVerified(name=path.name, ok=result.ok, problems=tuple(result.problems)))
     return result
 
 
@@ -228,6 +236,8 @@ def _unlink_archive(path: Path) -> bool:
 
 def set_pinned(ws: Workspace, path: Path, pinned: bool) -> bool:
     """Pin or unpin; False when it already was in that state."""
+    if not in_archive_dir(ws, path):
+        raise UsageError(f"{path} is not in the archive folder {ws.paths.archive_dir}")
     if (path.name in ws.state().pins) == pinned:
         return False
     ws.record(ArchivePinned(name=path.name) if pinned else ArchiveUnpinned(name=path.name))

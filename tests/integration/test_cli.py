@@ -149,6 +149,7 @@ def test_verify_names_the_corrupt_member_and_exits_1(ws: Path):
         (("archive", "--reason", "because"), None, "invalid choice: 'because'"),
         (("restore", "x.zip"), None, "the following arguments are required: --to"),
         (("frobnicate",), None, "invalid choice"),
+        (("events", "--type", "ArchiveComplete"), None, "unknown event type 'ArchiveComplete'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_touches_nothing(tmp_path: Path, args, config, message):
@@ -199,3 +200,18 @@ def test_unsafe_archive_is_refused_with_exit_1_writing_nothing(tmp_path: Path):
     assert "escaped.txt" in proc.stderr
     assert not (tmp_path / "escaped.txt").exists()
     assert not target.exists() or not any(target.iterdir())
+
+
+def test_verifying_a_copy_elsewhere_says_nothing_about_the_local_archive(ws: Path, tmp_path: Path):
+    made = cli_json(ws, "archive")
+    copy = tmp_path / "usb" / made["name"]
+    copy.parent.mkdir()
+    data = bytearray(Path(made["path"]).read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    cli(ws, "verify", str(copy), check=1)
+    assert cli_json(ws, "list")[0]["verified"] is True
+    verified = cli(ws, "events", "--json", "--type", "ArchiveVerified").stdout.splitlines()
+    assert [json.loads(line)["data"]["ok"] for line in verified] == [True]
+    proc = cli(ws, "pin", str(copy), check=2)
+    assert "is not in the archive folder" in proc.stderr
