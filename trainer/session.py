@@ -106,54 +106,74 @@ def exit_code(outcome: Outcome, signum: int | None) -> int:
 
 
 def run_session(plan: RunPlan, *, progress: bool = False) -> int:
-    """Run one session under the lock; returns the process exit code."""
+    """Run one session under the lock; returns the process exit code.
+
+    The signal recorder is installed before the lock is taken, so a SIGINT or
+    SIGTERM at any moment after that (even while torch is still being imported)
+    ends the session as ``interrupted`` with a ``stopped`` lock and exit 130/143.
+    """
     wall_start = time.monotonic()
     started = datetime.now(UTC)
     info = LockInfo.new(archive=plan.archive, now=started)
     lock = TrainerLock(plan.lock_path)
-    try:
-        lock.acquire(info)
-    except LockHeldError as e:
-        print(f"trainer: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    from trainer.training import Training  # torch and SB3: only once the lock is ours
+    with SignalRecorder() as signals:
+        try:
+            lock.acquire(info)
+        except LockHeldError as e:
+            print(f"trainer: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        with lock:
+            outcome = _locked_session(plan, info, lock, signals, started, wall_start, progress)
+    return exit_code(outcome, signals.signum)
 
+
+def _locked_session(
+    plan: RunPlan,
+    info: LockInfo,
+    lock: TrainerLock,
+    signals: SignalRecorder,
+    started: datetime,
+    wall_start: float,
+    progress: bool,
+) -> Outcome:
+    """Steps 2 to 4 of the module docstring, with the lock held and signals recorded."""
     logs = LogSetup(plan.logging.level)
     outcome: Outcome = "failed"
     error: str | None = None
-    with lock, SignalRecorder() as signals:
-        training: Training | None = None
+    training: Training | None = None
+    try:
+        log.info("session %s starting (pid %d, lock %s)", info.session_id, info.pid, lock.path)
+        from trainer.training import Training  # torch and SB3: only once the lock is ours
+
+        training = Training(
+            plan,
+            info.session_id,
+            started=started,
+            should_stop=signals.received,
+            progress=progress,
+        )
+        if not signals.received() and await_daemon(plan, info, signals, logs):
+            lock.write(info.with_state("running"))
+            training.setup()
+            if progress:  # the bar owns the terminal; the training log keeps every line
+                logs.console.setLevel(logging.WARNING)
+            training.run()
+        outcome = "interrupted" if signals.received() else "completed"
+    except Exception as e:
+        log.exception("training failed")
+        error = f"{type(e).__name__}: {e}"
+    logs.console.setLevel(logging.NOTSET)
+    if signals.signum is not None:
+        log.warning("stopped by signal %s", signal.Signals(signals.signum).name)
+    logs.open_file(plan.training_log)
+    if training is not None:
         try:
-            log.info("session %s starting (pid %d, lock %s)", info.session_id, info.pid, lock.path)
-            training = Training(
-                plan,
-                info.session_id,
-                started=started,
-                should_stop=signals.received,
-                progress=progress,
-            )
-            if await_daemon(plan, info, signals, logs):
-                lock.write(info.with_state("running"))
-                training.setup()
-                if progress:  # the bar owns the terminal; the training log keeps every line
-                    logs.console.setLevel(logging.WARNING)
-                training.run()
-            outcome = "interrupted" if signals.received() else "completed"
-        except Exception as e:
-            log.exception("training failed")
-            error = f"{type(e).__name__}: {e}"
-        logs.console.setLevel(logging.NOTSET)
-        if signals.signum is not None:
-            log.warning("stopped by signal %s", signal.Signals(signals.signum).name)
-        logs.open_file(plan.training_log)
-        if training is not None:
-            try:
-                outcome = training.finish(outcome, error, wall_start)
-            except Exception:
-                log.exception("could not write the session summary")
-                outcome = "failed"
-        log.info("session %s stopped: %s", info.session_id, outcome)
-        logs.flush()
-        lock.write(info.with_state("stopped", outcome))
+            outcome = training.finish(outcome, error, wall_start)
+        except Exception:
+            log.exception("could not write the session summary")
+            outcome = "failed"
+    log.info("session %s stopped: %s", info.session_id, outcome)
+    logs.flush()
+    lock.write(info.with_state("stopped", outcome))
     logs.close()
-    return exit_code(outcome, signals.signum)
+    return outcome

@@ -39,6 +39,22 @@ def test_a_signal_saves_a_model_and_ends_interrupted(tmp_path, signum):
     assert f"stopped by signal {signal.Signals(signum).name}" in log.read_text()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_right_after_the_lock_is_taken_still_ends_interrupted(tmp_path, signum):
+    """The lock says ``starting`` while torch is still being imported (about 2 s)."""
+    ws = make_workspace(tmp_path)
+    proc = start_trainer(ws)
+    wait_until("state starting", lambda: lock_state(ws) == ("starting", None))
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err
+    assert lock_state(ws) == ("stopped", "interrupted")
+    summary = read_json(ws / "logs" / "session_summary.json")
+    assert (summary["outcome"], summary["steps"]) == ("interrupted", 0)
+    assert not (ws / "models" / FINAL).exists()
+
+
 def test_an_exception_ends_failed_with_summary_and_stopped_lock(tmp_path):
     ws = make_workspace(tmp_path)
     (ws / "models").mkdir()
