@@ -126,9 +126,12 @@ def decide(
             session = SessionInfo(info.session_id, "starting", archive=info.archive, pid=info.pid)
             order.append(info.session_id)
         sessions[info.session_id] = _advance(session, info, lock.held, record)
-    if not lock.invalid:
+    if not (lock.invalid and lock.held):
         # Sessions the log thinks alive that the lock no longer speaks for ended
-        # while nobody watched: only the lock's own session can hold it.
+        # while nobody watched: only the lock's own session can hold it. An
+        # invalid lock nobody holds speaks for no one: its writer died mid-write
+        # (killed between truncate and write, or the write hit ENOSPC). Only an
+        # invalid lock that is held may be a live trainer's, so it abandons nothing.
         current = info.session_id if info is not None else None
         for sid in order:
             s = sessions[sid]

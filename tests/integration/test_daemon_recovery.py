@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import zipfile
 from pathlib import Path
@@ -77,3 +78,29 @@ def test_an_archive_with_a_malformed_manifest_is_bad_not_fatal(tmp_path: Path) -
     restore = _cli(ws, "restore", bad.path.name, "--to", str(tmp_path / "out"))
     assert restore.returncode == 1 and "Traceback" not in restore.stderr
     assert len(restore.stderr.splitlines()) == 1 and "mtime_ns" in restore.stderr
+
+
+def test_a_trainer_dead_with_an_empty_lock_is_abandoned_and_archived(tmp_path: Path) -> None:
+    """Killed between truncate and write: the lock is empty and nobody holds it."""
+    ws = make_daemon_workspace(tmp_path / "ws")
+    notify = NotifySocket(tmp_path)
+    daemon = DaemonProcess(ws, notify)
+    try:
+        daemon.wait_ready()
+        trainer = FakeTrainer(ws)
+        assert trainer.start() is not None
+        trainer.write_logs(2)
+        fd = trainer.lock._fd
+        assert fd is not None
+        os.ftruncate(fd, 0)  # the first half of write_in_place...
+        trainer.lock.release()  # ...and then the trainer dies: its flock goes with it
+        daemon.wait_event("SessionAbandoned", session_id=trainer.session_id)
+        done = daemon.wait_event("ArchiveCompleted", reason="abandoned")
+        assert done.data["session_id"] == trainer.session_id
+        assert len(daemon.events("LockFileInvalid")) == 1
+        assert daemon.terminate() == 0
+    finally:
+        daemon.stop()
+        notify.close()
+    manifest = engine.read_manifest(ws / "archives" / done.data["name"])
+    assert manifest.member(f"logs/{trainer.session_id}_1.log") is not None

@@ -108,9 +108,26 @@ def test_sessions_the_lock_no_longer_speaks_for_are_abandoned() -> None:
     assert plan.tasks[1] == Task("prepare", "s1", "pre_training")
 
 
-def test_an_invalid_lock_abandons_nothing() -> None:
+def test_an_invalid_lock_someone_holds_abandons_nothing() -> None:
+    """Its trainer may be alive, caught mid-rewrite: wait for it."""
     state = record(State(), SessionStarted("s1"), SessionRunning("s1"))
-    assert decide(LockView(None, held=False, invalid=True), state, now=0).record == ()
+    plan = decide(LockView(None, held=True, invalid=True), state, now=0)
+    assert plan.record == () and plan.tasks == ()
+
+
+def test_an_invalid_lock_nobody_holds_abandons_the_current_session() -> None:
+    """A trainer killed between truncate and write (or out of space) left an empty lock."""
+    state = record(State(), SessionStarted("s1"), SessionRunning("s1"))
+    plan = decide(LockView(None, held=False, invalid=True), state, now=0)
+    assert plan.record == (SessionAbandoned("s1", last_state="running"),)
+    assert plan.tasks == (Task("finalize", "s1", "abandoned"),)
+    state = record(state, *plan.record)
+    again = decide(LockView(None, held=False, invalid=True), state, now=0)
+    assert again.record == () and again.tasks == plan.tasks
+    ended = record(state, completed("a.zip", "abandoned", "s1"))
+    assert decide(LockView(None, held=False, invalid=True), ended, now=0) == decide(
+        LockView(None, False), ended, now=0
+    )
 
 
 def test_failed_tasks_wait_for_their_retry_time() -> None:
