@@ -172,6 +172,17 @@ class WorkspacePrepared(Event):
     kept: int = 0
 
 
+@dataclass(frozen=True)
+class PrepareSkipped(Event):
+    """Preparing stopped (or never began) because the lock no longer said this session was
+    ``starting`` under a held flock: its trainer went on (ack timeout) or died."""
+
+    session_id: str
+    archive: str
+    removed: int = 0
+    """Files removed before it stopped (0 when it never began); no folder was removed."""
+
+
 # --- archives ----------------------------------------------------------------
 
 
@@ -276,6 +287,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SessionAbandoned,
         LockFileInvalid,
         WorkspacePrepared,
+        PrepareSkipped,
         ArchiveStarted,
         ArchiveCompleted,
         ArchiveFailed,

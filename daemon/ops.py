@@ -26,6 +26,7 @@ from daemon.events import (
     ArchiveUnpinned,
     ArchiveVerified,
     Event,
+    PrepareSkipped,
     TempFilesRemoved,
     WorkspacePrepared,
 )
@@ -248,13 +249,24 @@ def set_pinned(ws: Workspace, path: Path, pinned: bool) -> bool:
 class Prepared:
     removed: int
     kept: int
+    complete: bool = True
+    """False when ``still_ours`` turned False and preparing stopped early."""
 
 
-def prepare_logs(ws: Workspace, archive_path: Path, session_id: str) -> Prepared:
+def prepare_logs(
+    ws: Workspace,
+    archive_path: Path,
+    session_id: str,
+    *,
+    still_ours: Callable[[], bool] | None = None,
+) -> Prepared:
     """Remove from logs/ every file the verified archive holds unchanged.
 
     A file is removed only when its size, mtime and sha256 all equal the
-    manifest's; anything else (changed, new, a symlink) stays.
+    manifest's; anything else (changed, new, a symlink) stays. ``still_ours``
+    is asked just before each unlink and each folder removal: once it says
+    False (the trainer stopped waiting and may be writing logs), nothing more
+    is removed and ``PrepareSkipped`` is recorded instead of ``WorkspacePrepared``.
     """
     state = ws.state()
     info = state.archives.get(archive_path.name)
@@ -262,17 +274,22 @@ def prepare_logs(ws: Workspace, archive_path: Path, session_id: str) -> Prepared
         raise DaemonError(f"{archive_path.name}: not a verified archive; logs/ left as they are")
     manifest = engine.read_manifest(archive_path)
     root = ws.paths.workspace
+    ours = still_ours or (lambda: True)
     removed = kept = 0
-    for member in manifest.members:
-        if not member.path.startswith("logs/"):
-            continue
+    members = [m for m in manifest.members if m.path.startswith("logs/")]
+    for i, member in enumerate(members):
         path = root / member.path
-        if _holds_unchanged(path, member):
+        if not _holds_unchanged(path, member):
+            kept += 1
+        elif not ours():
+            ws.record(PrepareSkipped(session_id, archive_path.name, removed=removed))
+            return Prepared(removed, len(members) - i + kept, complete=False)
+        else:
             path.unlink()
             removed += 1
-        else:
-            kept += 1
-    _remove_empty_dirs(root / "logs")
+    if not _remove_empty_dirs(root / "logs", ours):
+        ws.record(PrepareSkipped(session_id, archive_path.name, removed=removed))
+        return Prepared(removed, kept, complete=False)
     ws.record(
         WorkspacePrepared(
             session_id=session_id, archive=archive_path.name, removed=removed, kept=kept
@@ -302,11 +319,17 @@ def _holds_unchanged(path: Path, member: engine.MemberRecord) -> bool:
     return digest.hexdigest() == member.sha256
 
 
-def _remove_empty_dirs(top: Path) -> None:
-    """Remove empty folders below ``top`` (never ``top`` itself)."""
-    for dirpath, _dirnames, _files in os.walk(top, topdown=False):
-        if Path(dirpath) != top:
+def _remove_empty_dirs(top: Path, ours: Callable[[], bool]) -> bool:
+    """Remove empty folders below ``top`` (never ``top`` itself), each while ``ours()``.
+
+    Returns False when ``ours()`` said no (the rest stay).
+    """
+    for dirpath, _dirnames, files in os.walk(top, topdown=False):
+        if Path(dirpath) != top and not files:
+            if not ours():
+                return False
             try:
                 os.rmdir(dirpath)
             except OSError:
                 pass  # not empty
+    return True

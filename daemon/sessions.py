@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +29,7 @@ from daemon.errors import DaemonError
 from daemon.events import (
     ArchiveVerified,
     Event,
+    PrepareSkipped,
     SessionAbandoned,
     SessionAcknowledged,
     SessionRunning,
@@ -225,10 +227,39 @@ def run_task(ws: Workspace, task: Task, *, progress: ops.Progress | None = None)
     if name is None and _holds_data(ws):
         name = ops.archive_now(ws, reason="pre_training", session_id=sid, progress=progress).name
     if name is not None:
-        ops.prepare_logs(ws, ws.paths.archive_dir / name, sid)
+        lock_file = ws.paths.lock_file
+        view, _ = observe_lock(lock_file)
+        if may_prepare(view, sid):
+            still_ours = partial(lock_still_ours, lock_file, sid)
+            ops.prepare_logs(ws, ws.paths.archive_dir / name, sid, still_ours=still_ours)
+        else:
+            ws.record(PrepareSkipped(session_id=sid, archive=name))
     protocol.write_ack(ws.paths.lock_file, protocol.Ack(session_id=sid, ready=True, archive=name))
     ws.record(SessionAcknowledged(session_id=sid, archive=name))
     return name
+
+
+def may_prepare(lock: LockView, session_id: str) -> bool:
+    """Whether logs/ may be emptied for ``session_id``: only while its trainer holds the lock
+    and still says ``starting`` (waiting for the ack, writing no logs yet)."""
+    info = lock.info
+    return (
+        lock.held
+        and not lock.invalid
+        and info is not None
+        and info.session_id == session_id
+        and info.state == "starting"
+    )
+
+
+def lock_still_ours(path: Path, session_id: str) -> bool:
+    """One quick look for :func:`may_prepare`; no retries: a lock caught mid-rewrite is not ours."""
+    held = protocol.lock_is_held(path)
+    try:
+        info = protocol.read_lock(path, retry_s=0)
+    except protocol.LockFileError:
+        return False
+    return may_prepare(LockView(info, held), session_id)
 
 
 def covering_archive(ws: Workspace, state: State) -> str | None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daemon import protocol
+from daemon import ops, protocol
 from daemon.events import (
     ArchiveCompleted,
     Event,
@@ -20,9 +20,19 @@ from daemon.events import (
     SessionStopped,
 )
 from daemon.protocol import LockInfo
-from daemon.sessions import LockView, Task, backoff, decide, observe_lock
+from daemon.sessions import (
+    LockView,
+    Task,
+    backoff,
+    decide,
+    lock_still_ours,
+    may_prepare,
+    observe_lock,
+    run_task,
+)
 from daemon.state import State, fold
 from daemon.store import StoredEvent
+from tests.daemon_helpers import make_daemon_workspace
 
 INFO = LockInfo(
     session_id="s1", pid=42, host="h", boot_id="b", started_at="t", archive=True, state="starting"
@@ -189,3 +199,77 @@ def test_observe_garbage(tmp_path: Path, content: str) -> None:
     view, error = observe_lock(path)
     assert view == LockView(None, False, invalid=True)
     assert error is not None and str(path) in error
+
+
+# --- prepare re-checks the lock before it deletes -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("view", "ok"),
+    [
+        (LockView(INFO, held=True), True),
+        (LockView(INFO, held=False), False),  # its trainer died
+        (LockView(INFO.with_state("running"), held=True), False),  # it stopped waiting
+        (LockView(replace(INFO, session_id="s2"), held=True), False),  # another session
+        (LockView(None, held=True, invalid=True), False),  # mid-rewrite: not provably ours
+        (LockView(None, held=False), False),  # no lock file
+    ],
+)
+def test_prepare_only_while_the_lock_says_starting_for_this_session(
+    view: LockView, ok: bool
+) -> None:
+    assert may_prepare(view, "s1") is ok
+
+
+def test_lock_still_ours_follows_the_trainer(tmp_path: Path) -> None:
+    path = tmp_path / "training.lock"
+    assert not lock_still_ours(path, "s1")
+    with protocol.TrainerLock(path) as lock:
+        lock.acquire(INFO)
+        assert lock_still_ours(path, "s1") and not lock_still_ours(path, "s2")
+        lock.write(INFO.with_state("running"))
+        assert not lock_still_ours(path, "s1")
+        lock.write(INFO)
+    assert not lock_still_ours(path, "s1")  # released: nobody waits for the ack
+
+
+def _logs_tree(ws: Path) -> tuple[set[str], set[str]]:
+    paths = list((ws / "logs").rglob("*"))
+    files = {str(p.relative_to(ws)) for p in paths if p.is_file()}
+    dirs = {str(p.relative_to(ws)) for p in paths if p.is_dir()}
+    return files, dirs
+
+
+def test_prepare_logs_stops_deleting_once_still_ours_says_no(tmp_path: Path) -> None:
+    root = make_daemon_workspace(tmp_path / "ws")
+    (root / "logs/tensorboard/run1").mkdir(parents=True)
+    (root / "logs/tensorboard/run1/events.out").write_bytes(b"x" * 1000)
+    with ops.open_workspace(root) as ws:
+        made = ops.archive_now(ws, reason="pre_training", session_id="s1")
+        files, dirs = _logs_tree(root)
+        assert len(files) == 3
+        answers = iter([True])  # ours for the first unlink, then the trainer went on
+        prepared = ops.prepare_logs(ws, made.path, "s1", still_ours=lambda: next(answers, False))
+        assert prepared == ops.Prepared(removed=1, kept=2, complete=False)
+        left, left_dirs = _logs_tree(root)
+        assert len(left) == 2 and left < files
+        assert left_dirs == dirs  # no folder removed, not even an emptied one
+        types = [e.type for e in ws.store.read()]
+        assert "PrepareSkipped" in types and "WorkspacePrepared" not in types
+
+
+def test_prepare_task_deletes_nothing_when_the_trainer_already_runs(tmp_path: Path) -> None:
+    """Past its ack timeout the trainer writes ``running`` and logs: prepare must not delete."""
+    root = make_daemon_workspace(tmp_path / "ws")
+    files, dirs = _logs_tree(root)
+    with ops.open_workspace(root) as ws, protocol.TrainerLock(ws.paths.lock_file) as lock:
+        lock.acquire(INFO)
+        lock.write(INFO.with_state("running"))
+        name = run_task(ws, Task("prepare", "s1", "pre_training"))
+        assert name is not None and (root / "archives" / name).is_file()
+        assert _logs_tree(root) == (files, dirs)
+        skipped = list(ws.store.read(types=["PrepareSkipped"]))
+        assert [e.data["removed"] for e in skipped] == [0]
+        assert list(ws.store.read(types=["WorkspacePrepared"])) == []
+        ack = protocol.read_ack(protocol.ack_path(ws.paths.lock_file))
+        assert ack is not None and ack.session_id == "s1" and ack.archive == name
