@@ -108,6 +108,11 @@ class Notifier:
     def watchdog(self) -> bool:
         return self.send(WATCHDOG="1")
 
+    def extend_timeout(self, seconds: float, status: str) -> bool:
+        """EXTEND_TIMEOUT_USEC: ask for ``seconds`` more, from now, to finish starting."""
+        self._last_status = status
+        return self.send(EXTEND_TIMEOUT_USEC=str(int(seconds * 1_000_000)), STATUS=status)
+
     def reloading(self) -> bool:
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         return self.send(RELOADING="1", MONOTONIC_USEC=str(usec))

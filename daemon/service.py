@@ -66,6 +66,10 @@ WAKE = object()
 BATCH = 5000
 """Items taken from the queue before the loop acts on them."""
 LOCK_RECHECK_S = 0.3
+START_EXTEND_S = 60.0
+"""How much more start-up time each EXTEND_TIMEOUT_USEC asks for while archives are adopted."""
+START_EXTEND_EVERY_S = 10.0
+"""How often, at most, it is asked for while one archive is verified."""
 """A dying trainer's close event can precede the release of its flock: look again."""
 
 
@@ -106,6 +110,8 @@ class Daemon:
         self._invalid_seen: set[str] = set()
         self.models = ModelChecker(settings.paths.workspace)
         self._next_ping = 0.0
+        self._next_extend = 0.0
+        self._extending: str | None = None
         self._view = State()
         """The state as last folded: enough for status texts, which need not be exact."""
         self.watcher: Watcher
@@ -128,7 +134,7 @@ class Daemon:
         self.models.remember(e.event for e in self.ws.store.read(types=["ModelInvalid"]))
         ops.cleanup_temps(self.ws)
         self._check_lock(self.clock(), submit=False)  # sessions first, so adopted archives link
-        reconcile_archives(self.ws)
+        reconcile_archives(self.ws, heartbeat=self._extend_start)
         reason = "error"
         try:
             with (
@@ -155,6 +161,15 @@ class Daemon:
             self.health.remove()
             self.ws.close()
         return 0
+
+    def _extend_start(self, archive: str) -> None:
+        """While unrecorded archives are verified before READY=1, keep systemd's start timeout
+        (TimeoutStartSec) from running out: EXTEND_TIMEOUT_USEC, at most every few seconds."""
+        now = self.clock()
+        if archive != self._extending or now >= self._next_extend:
+            self._extending = archive
+            self._next_extend = now + START_EXTEND_EVERY_S
+            self.notifier.extend_timeout(START_EXTEND_S, f"verifying unrecorded archive {archive}")
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stop_reason = signal.Signals(signum).name

@@ -16,7 +16,7 @@ its ``ArchiveCompleted`` cannot produce a second one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -292,16 +292,24 @@ def _holds_data(ws: Workspace) -> bool:
     return any(not src.arcname.startswith("config/") for src in _sources(ws))
 
 
-def reconcile_archives(ws: Workspace) -> int:
-    """Adopt final archives the log does not know (a crash after the rename); returns how many."""
+def reconcile_archives(ws: Workspace, *, heartbeat: Callable[[str], None] | None = None) -> int:
+    """Adopt final archives the log does not know (a crash after the rename); returns how many.
+
+    Each is verified in full, which takes a while for a big one: ``heartbeat(name)`` is
+    called before each archive and as its bytes are checked (from a verify thread).
+    """
     known = ws.state().archives
     adopted = 0
     for path in engine.list_archive_files(ws.paths.archive_dir):
         if path.name in known:
             continue
+        beat = None
+        if heartbeat is not None:
+            heartbeat(path.name)
+            beat = partial(_beat, heartbeat, path.name)
         try:
             manifest = engine.read_manifest(path)
-            result = engine.verify_archive(path)
+            result = engine.verify_archive(path, progress=beat)
         except Exception as e:  # whatever is wrong with one archive, it is that archive that is bad
             problem = str(e) if isinstance(e, DaemonError) else f"{type(e).__name__}: {e}"
             ws.record(ArchiveVerified(name=path.name, ok=False, problems=(problem,)))
@@ -312,3 +320,7 @@ def reconcile_archives(ws: Workspace) -> int:
         else:
             ws.record(ArchiveVerified(name=path.name, ok=False, problems=tuple(result.problems)))
     return adopted
+
+
+def _beat(heartbeat: Callable[[str], None], name: str, _checked: int) -> None:
+    heartbeat(name)

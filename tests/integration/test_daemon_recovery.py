@@ -104,3 +104,24 @@ def test_a_trainer_dead_with_an_empty_lock_is_abandoned_and_archived(tmp_path: P
         notify.close()
     manifest = engine.read_manifest(ws / "archives" / done.data["name"])
     assert manifest.member(f"logs/{trainer.session_id}_1.log") is not None
+
+
+def test_adopting_unrecorded_archives_extends_the_start_timeout(tmp_path: Path) -> None:
+    """Archives the log does not know are verified in full before READY=1; systemd's
+    TimeoutStartSec must not run out meanwhile (a restart loop after a lost event log)."""
+    ws = make_daemon_workspace(tmp_path / "ws")
+    made = [engine.create_archive(ws, ws / "archives", reason="manual").path.name for _ in range(2)]
+    notify = NotifySocket(tmp_path)
+    daemon = DaemonProcess(ws, notify)
+    try:
+        daemon.wait_ready()
+        messages = notify.poll()
+        ready = next(i for i, m in enumerate(messages) if m.get("READY") == "1")
+        extends = [i for i, m in enumerate(messages) if "EXTEND_TIMEOUT_USEC" in m]
+        assert len(extends) >= len(made) and max(extends) < ready
+        assert {messages[i]["EXTEND_TIMEOUT_USEC"] for i in extends} == {"60000000"}
+        for name in made:
+            assert daemon.has("ArchiveCompleted", name=name) is not None
+    finally:
+        daemon.stop()
+        notify.close()

@@ -109,3 +109,29 @@ def test_a_reader_that_stops_reading_never_blocks_the_sender(
     assert sent[0] is True and sent[-1] is False  # dropped once full, not waited for
     assert time.monotonic() - began < 3 * SEND_TIMEOUT_S + 2
     n.close()
+
+
+def test_adoption_extends_the_start_timeout_per_archive_and_every_10_s(
+    tmp_path: Path, receiver: tuple[socket.socket, str]
+) -> None:
+    from daemon.config import load_settings
+    from daemon.service import Daemon
+    from tests.daemon_helpers import make_daemon_workspace
+
+    sock, path = receiver
+    sock.setblocking(False)  # a unix datagram is queued by the time sendto returns
+    now = [100.0]
+    settings = load_settings(make_daemon_workspace(tmp_path / "ws"))
+    daemon = Daemon(settings, Notifier.from_env({"NOTIFY_SOCKET": path}), clock=lambda: now[0])
+    sent = []
+    for t, archive in [(100, "a"), (105, "a"), (110, "a"), (111, "b"), (112, "b")]:
+        now[0] = t
+        daemon._extend_start(archive)
+        try:
+            sent.append((t, sock.recv(4096).decode()))
+        except BlockingIOError:
+            pass
+    daemon.ws.close()
+    assert [t for t, _ in sent] == [100, 110, 111]
+    assert all("EXTEND_TIMEOUT_USEC=60000000" in text for _, text in sent)
+    assert "STATUS=verifying unrecorded archive b" in sent[-1][1]
