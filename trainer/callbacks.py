@@ -65,7 +65,8 @@ class StopOnSignal(BaseCallback):
 class AtomicCheckpoint(CheckpointCallback):
     """SB3's checkpoint callback, saving by temp file and rename.
 
-    Files are ``<name_prefix>_<steps>_steps.zip`` in the checkpoint folder.
+    Files are ``<name_prefix>_<steps>_steps.zip`` in the checkpoint folder; the trainer
+    puts the session id in ``name_prefix``, as step counts restart at 0 each session.
     """
 
     def __init__(self, save_freq: int, save_path: Path, name_prefix: str) -> None:

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
 from daemon.protocol import fsync_dir
 
-__all__ = ["atomic_open", "atomic_write_text", "fsync_dir", "stamp", "temp_name", "unique_path"]
+__all__ = [
+    "atomic_open",
+    "atomic_write_text",
+    "fsync_dir",
+    "move_aside",
+    "stamp",
+    "temp_name",
+    "unique_path",
+]
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def temp_name(path: Path) -> Path:
@@ -60,3 +70,26 @@ def unique_path(
         candidate = folder / f"{stem}_{n}{suffix}"
         n += 1
     return candidate
+
+
+def move_aside(path: Path, session_id: str, owner: Callable[[Path], str | None]) -> Path | None:
+    """Before session ``session_id`` writes the fixed name ``path``: keep what is there.
+
+    A file there that ``owner`` says belongs to another session (or to no known one)
+    is renamed to ``<stem>_<its session id><suffix>`` (its mtime as ``YYYYMMDD_HHMMSS``
+    when the owner is unknown, ``_2``, ``_3`` ... on a clash), so a later session never
+    overwrites an earlier one's output. Returns the new name, or None if nothing moved.
+    """
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    previous = owner(path)
+    if previous == session_id:
+        return None
+    if previous is None or not _SAFE_ID.fullmatch(previous):
+        previous = stamp(datetime.fromtimestamp(mtime, UTC))
+    target = unique_path(path.parent, f"{path.stem}_{previous}", path.suffix)
+    os.rename(path, target)
+    fsync_dir(path.parent)
+    return target

@@ -30,11 +30,11 @@ from trainer.callbacks import AtomicCheckpoint, ProgressBar, StopOnSignal, Trade
 from trainer.env import Trade, TradingEnv
 from trainer.evaluation import Evaluation, evaluate
 from trainer.features import Market
-from trainer.fsutil import atomic_write_text
+from trainer.fsutil import atomic_write_text, move_aside
 from trainer.metrics import periods_per_year
 from trainer.model import TradingModel
 from trainer.plan import CHECKPOINT_PREFIX, FINAL_MODEL, RunPlan
-from trainer.plot import plot_equity
+from trainer.plot import plot_equity, plot_session
 from trainer.trade_logger import TradeLogger
 
 log = logging.getLogger("trainer.training")
@@ -126,8 +126,10 @@ class Training:
         if self.trades.enabled:
             callbacks.append(TradeRecorder(self.trades))
         if cfg.checkpoint_freq:
-            self.checkpoints = AtomicCheckpoint(
-                cfg.checkpoint_freq, plan.models / "checkpoints", CHECKPOINT_PREFIX
+            self.checkpoints = AtomicCheckpoint(  # step counts restart each session: name it
+                cfg.checkpoint_freq,
+                plan.models / "checkpoints",
+                f"{CHECKPOINT_PREFIX}_{self.session_id}",
             )
             callbacks.append(self.checkpoints)
         if self.progress:
@@ -193,7 +195,10 @@ class Training:
         result = evaluate(self.model.predict, self.eval_env, record)
         plot_path = self.plan.logs / "equity_curve.png"
         title = f"{self.plan.config.algorithm} {self.session_id}: held-out slice"
-        plot_equity(plot_path, result.times, result.equity, result.buy_and_hold(), title)
+        self._move_aside(plot_path, plot_session)
+        plot_equity(
+            plot_path, result.times, result.equity, result.buy_and_hold(), title, self.session_id
+        )
         self.outputs["equity_curve"] = str(plot_path)
         return result
 
@@ -226,6 +231,7 @@ class Training:
             outcome, error = "failed", f"{type(e).__name__}: {e}"
         summary = self._summary(outcome, error, metrics, time.monotonic() - wall_start)
         path = self.plan.logs / "session_summary.json"
+        self._move_aside(path, summary_session)
         if self.trades is not None:
             self.trades.save_session(summary, path)
         else:
@@ -234,6 +240,12 @@ class Training:
             self.sb3_logger.close()
         log.info("session summary: %s (outcome %s)", path, outcome)
         return outcome
+
+    def _move_aside(self, path: Path, owner: Callable[[Path], str | None]) -> None:
+        """Keep an earlier session's file at the fixed name ``path`` (no daemon took it)."""
+        moved = move_aside(path, self.session_id, owner)
+        if moved is not None:
+            log.info("an earlier session's %s kept as %s", path.name, moved.name)
 
     def _per_year(self) -> float:
         return self.plan.config.periods_per_year or periods_per_year(self.plan.series.times)
@@ -275,6 +287,16 @@ class Training:
             "seed": cfg.seed,
             "versions": library_versions(),
         }
+
+
+def summary_session(path: Path) -> str | None:
+    """The session id in a session summary; None if it is unreadable or has none."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    sid = doc.get("session_id") if isinstance(doc, dict) else None
+    return sid if isinstance(sid, str) else None
 
 
 def _str(path: Path | None) -> str | None:

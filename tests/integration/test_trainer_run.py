@@ -1,7 +1,8 @@
 """A tiny real training session as a subprocess, run twice in one workspace.
 
-The first run's outputs are checked one aspect per test; the second run shows the
-final model backed up before it is replaced.
+The first run's outputs are checked one aspect per test; the second run (no daemon
+in between) shows the final model backed up before it is replaced and every other
+file of the first run kept.
 """
 
 from __future__ import annotations
@@ -59,10 +60,27 @@ def do_run(workspace: Path) -> Run:
     )
 
 
+def digests(workspace: Path) -> dict[str, tuple[int, str]]:
+    """Size and SHA-256 of every file of the workspace but the lock file."""
+    return {
+        str(p.relative_to(workspace)): (p.stat().st_size, sha(p))
+        for p in sorted(workspace.rglob("*"))
+        if p.is_file() and p.name != "training.lock"
+    }
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> tuple[Run, Run]:
+def both(tmp_path_factory) -> tuple[Run, Run, dict[str, tuple[int, str]]]:
+    """Two runs, and the files after the first one."""
     workspace = make_workspace(tmp_path_factory.mktemp("ws"))
-    return do_run(workspace), do_run(workspace)
+    first = do_run(workspace)
+    after_first = digests(workspace)
+    return first, do_run(workspace), after_first
+
+
+@pytest.fixture(scope="module")
+def runs(both) -> tuple[Run, Run]:
+    return both[0], both[1]
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +104,13 @@ def test_the_env_runs_on_across_chunks_into_the_next_episode(first):
     assert min(r["step"] for r in train if r["episode"] == 2) > TINY_EPISODE_STEPS
 
 
-def test_checkpoints_have_the_expected_names(first):
-    names = sorted(p.name for p in (first.workspace / "models" / "checkpoints").iterdir())
-    assert names == ["memory_efficient_model_100_steps.zip", "memory_efficient_model_200_steps.zip"]
+def test_checkpoints_have_the_expected_names(runs):
+    names = sorted(p.name for p in (runs[0].workspace / "models" / "checkpoints").iterdir())
+    assert names == sorted(
+        f"memory_efficient_model_{run.summary['session_id']}_{steps}_steps.zip"
+        for run in runs
+        for steps in (100, 200)
+    )
 
 
 def test_one_tensorboard_run_holds_the_scalars_of_every_chunk(first):
@@ -171,3 +193,27 @@ def test_a_second_run_backs_up_the_final_model_first(runs):
     assert second.summary["outputs"]["backup"] == str(backups[0])
     assert second.summary["session_id"] != first.summary["session_id"]
     assert not [p for p in (second.workspace / "models").rglob(".*")]  # no temp files left
+
+
+APPENDED = {"logs/training.log", "logs/trades/trade_execution.log"}
+
+
+def test_a_second_run_without_a_daemon_keeps_every_file_of_the_first(both):
+    first, _, after_first = both
+    ws = first.workspace
+    now = digests(ws)
+    kept = {digest for _, digest in now.values()}
+    for name, (size, digest) in after_first.items():
+        if name in APPENDED:
+            assert sha_prefix(ws / name, size) == digest, f"{name} was not appended to"
+            assert now[name][0] > size
+        else:
+            assert digest in kept, f"{name} of the first run is gone"
+    sid = first.summary["session_id"]
+    assert now[f"logs/session_summary_{sid}.json"] == after_first["logs/session_summary.json"]
+    assert now[f"logs/equity_curve_{sid}.png"] == after_first["logs/equity_curve.png"]
+
+
+def sha_prefix(path: Path, size: int) -> str:
+    with path.open("rb") as handle:
+        return hashlib.sha256(handle.read(size)).hexdigest()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,8 +19,10 @@ from trainer.config import TrainingConfig
 from trainer.data import synthetic_series
 from trainer.env import TradingEnv
 from trainer.features import Market
+from trainer.fsutil import move_aside
 from trainer.model import TradingModel, algorithm_kwargs, largest_divisor, prune_backups
-from trainer.training import make_sb3_logger
+from trainer.plot import plot_equity, plot_session
+from trainer.training import make_sb3_logger, summary_session
 
 MARKET = Market.from_series(synthetic_series(300, seed=5))
 
@@ -172,3 +176,31 @@ def test_prune_backups_orders_by_stamp_and_suffix_and_ignores_strangers(tmp_path
         "m_notes.zip",
         "other_20200101_000000.zip",
     ]
+
+
+def test_move_aside_keeps_an_earlier_sessions_output(tmp_path):
+    summary = tmp_path / "session_summary.json"
+    assert move_aside(summary, "S2", summary_session) is None  # nothing there
+    summary.write_text(json.dumps({"session_id": "S2"}))
+    assert move_aside(summary, "S2", summary_session) is None  # our own: left in place
+    summary.write_text(json.dumps({"session_id": "S1"}))
+    assert move_aside(summary, "S2", summary_session) == tmp_path / "session_summary_S1.json"
+    summary.write_text(json.dumps({"session_id": "S1", "again": True}))
+    assert move_aside(summary, "S2", summary_session) == tmp_path / "session_summary_S1_2.json"
+    for text in ("{cut off", json.dumps({"session_id": "../escape"})):
+        summary.write_text(text)
+        os.utime(summary, (0, 86_400))  # owner unknown or unusable: named by its mtime
+        moved = move_aside(summary, "S2", summary_session)
+        assert moved is not None and moved.parent == tmp_path
+        assert moved.name.startswith("session_summary_19700102_000000")
+    assert not summary.exists()
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_the_plot_says_whose_it_is(tmp_path):
+    path = tmp_path / "equity_curve.png"
+    times = np.arange(3).astype("datetime64[D]")
+    plot_equity(path, times, np.ones(3), np.ones(3), "t", "20260101T000000Z-abc123")
+    assert plot_session(path) == "20260101T000000Z-abc123"
+    path.write_bytes(b"not a png")
+    assert plot_session(path) is None
