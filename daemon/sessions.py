@@ -219,6 +219,8 @@ def run_task(ws: Workspace, task: Task, *, progress: ops.Progress | None = None)
     sid = task.session_id
     if task.kind == "finalize":
         done = final_archive_of(ws.state(), sid)
+        if done is None and reconcile_archives(ws, closing=sid):
+            done = final_archive_of(ws.state(), sid)
         if done is not None:
             return done
         return ops.archive_now(ws, reason=task.reason, session_id=sid, progress=progress).name
@@ -292,16 +294,27 @@ def _holds_data(ws: Workspace) -> bool:
     return any(not src.arcname.startswith("config/") for src in _sources(ws))
 
 
-def reconcile_archives(ws: Workspace, *, heartbeat: Callable[[str], None] | None = None) -> int:
+def reconcile_archives(
+    ws: Workspace,
+    *,
+    heartbeat: Callable[[str], None] | None = None,
+    closing: str | None = None,
+) -> int:
     """Adopt final archives the log does not know (a crash after the rename); returns how many.
 
     Each is verified in full, which takes a while for a big one: ``heartbeat(name)`` is
     called before each archive and as its bytes are checked (from a verify thread).
+    With ``closing`` (a session id), only archives whose manifest closes that session
+    (a final reason) are looked at, and one whose manifest cannot be read is passed
+    over: the executor asks this before it makes a final archive, so an archive whose
+    ``ArchiveCompleted`` failed to append is adopted, not made twice.
     """
     known = ws.state().archives
     adopted = 0
     for path in engine.list_archive_files(ws.paths.archive_dir):
         if path.name in known:
+            continue
+        if closing is not None and not _closes(path, closing):
             continue
         beat = None
         if heartbeat is not None:
@@ -320,6 +333,15 @@ def reconcile_archives(ws: Workspace, *, heartbeat: Callable[[str], None] | None
         else:
             ws.record(ArchiveVerified(name=path.name, ok=False, problems=tuple(result.problems)))
     return adopted
+
+
+def _closes(path: Path, session_id: str) -> bool:
+    """Whether the archive at ``path`` says it is ``session_id``'s final archive."""
+    try:
+        manifest = engine.read_manifest(path)
+    except Exception:
+        return False
+    return manifest.session_id == session_id and manifest.reason in FINAL_REASONS
 
 
 def _beat(heartbeat: Callable[[str], None], name: str, _checked: int) -> None:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from daemon import archive as engine
 from daemon import ops, protocol
 from daemon.events import (
     ArchiveCompleted,
@@ -273,3 +274,29 @@ def test_prepare_task_deletes_nothing_when_the_trainer_already_runs(tmp_path: Pa
         assert list(ws.store.read(types=["WorkspacePrepared"])) == []
         ack = protocol.read_ack(protocol.ack_path(ws.paths.lock_file))
         assert ack is not None and ack.session_id == "s1" and ack.archive == name
+
+
+# --- a final archive the log missed is adopted, not made again ------------------
+
+
+def test_finalize_adopts_this_sessions_unrecorded_archive_instead_of_a_second(
+    tmp_path: Path,
+) -> None:
+    """ArchiveCompleted failed to append (a brief SQLite failure): the retry must not re-archive."""
+    root = make_daemon_workspace(tmp_path / "ws")
+    archives = root / "archives"
+    other = engine.create_archive(root, archives, reason="post_training", session_id="s2")
+    pre = engine.create_archive(root, archives, reason="pre_training", session_id="s1")
+    final = engine.create_archive(root, archives, reason="post_training", session_id="s1")
+    with ops.open_workspace(root) as ws:
+        ws.record_many([SessionStarted("s1"), SessionStopped("s1", "completed")])
+        name = run_task(ws, Task("finalize", "s1", "post_training"))
+        assert name == final.path.name
+        assert list(ws.store.read(types=["ArchiveStarted"])) == []
+        state = ws.state()
+        assert state.sessions["s1"].final_archive == final.path.name
+        assert state.archives[final.path.name].verified
+        assert other.path.name not in state.archives  # another session's: not looked at here
+        assert pre.path.name not in state.archives  # not a final archive
+        assert decide(LockView(None, False), state, now=0).tasks == ()
+    assert len(engine.list_archive_files(archives)) == 3
