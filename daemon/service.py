@@ -359,6 +359,12 @@ class Daemon:
             new = load_settings(old.paths.workspace, self.config_file)
             if new.paths.event_log != old.paths.event_log:
                 raise ConfigError(f"{path}: event_log cannot change while the daemon runs")
+            if new.paths.archive_dir != old.paths.archive_dir:
+                # A running task would split its work between two folders, and the
+                # archives of the new one would be unknown (unverified) to retention.
+                raise ConfigError(
+                    f"{path}: archive_dir cannot change while the daemon runs; restart it"
+                )
         except ConfigError as e:
             self.ws.record(ConfigRejected(path=path, error=str(e)))
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import zipfile
 from pathlib import Path
@@ -122,6 +123,31 @@ def test_adopting_unrecorded_archives_extends_the_start_timeout(tmp_path: Path) 
         assert {messages[i]["EXTEND_TIMEOUT_USEC"] for i in extends} == {"60000000"}
         for name in made:
             assert daemon.has("ArchiveCompleted", name=name) is not None
+    finally:
+        daemon.stop()
+        notify.close()
+
+
+def test_sighup_refuses_a_new_archive_dir_and_keeps_archiving_into_the_old(
+    tmp_path: Path,
+) -> None:
+    ws = make_daemon_workspace(tmp_path / "ws")
+    notify = NotifySocket(tmp_path)
+    daemon = DaemonProcess(ws, notify)
+    try:
+        daemon.wait_ready()
+        config = ws / "config/config.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()), "archive_dir": "other"}))
+        daemon.proc.send_signal(signal.SIGHUP)
+        rejected = daemon.wait_event("ConfigRejected")
+        assert "archive_dir cannot change" in rejected.data["error"]
+        trainer = FakeTrainer(ws)
+        assert trainer.start() is not None
+        trainer.stop()
+        done = daemon.wait_event("ArchiveCompleted", session_id=trainer.session_id)
+        assert (ws / "archives" / done.data["name"]).is_file()
+        assert not (ws / "other").exists()
+        assert daemon.has("ConfigReloaded") is None
     finally:
         daemon.stop()
         notify.close()
