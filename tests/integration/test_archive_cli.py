@@ -54,7 +54,7 @@ def test_verify_passes_then_fails_naming_the_member_and_records_events(archived)
     ws, archive = archived
     good = _cli("verify", "--workspace", str(ws), archive.name)
     assert good.returncode == 0 and "OK" in good.stdout
-    corrupt = archive.parent.parent / "corrupt.zip"  # a copy: the original stays good
+    corrupt = archive.parent / "corrupt.zip"  # a copy in the archive folder: verdicts recorded
     corrupt.write_bytes(archive.read_bytes())
     fd = os.open(corrupt, os.O_RDWR)
     try:
