@@ -15,7 +15,6 @@ lists the files *not* archived, each with a reason (see ``SKIP_REASONS``).
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -35,6 +34,8 @@ SKIP_REASONS: tuple[str, ...] = (
 
 ARCHIVE_RE = re.compile(r"^training_backup_(\d{8})_(\d{6})(?:_([2-9]|[1-9]\d+))?\.zip$")
 """Final archive names: ``training_backup_YYYYMMDD_HHMMSS.zip`` or ``..._N.zip`` (N >= 2)."""
+INT64 = 2**63
+"""Sizes and nanosecond times beyond a signed 64-bit integer are no file's."""
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 TEMP_RE = re.compile(r"^\.training_backup_\d{8}_\d{6}\.[0-9a-f]{8}\.zip\.tmp$")
 """Hidden temporary files of archives being written (or of runs that crashed)."""
@@ -114,6 +115,8 @@ class Manifest:
             doc = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"MANIFEST.json is not valid JSON: {e}") from e
+        except RecursionError as e:
+            raise ValueError("MANIFEST.json is nested too deeply") from e
         if not isinstance(doc, dict):
             raise ValueError("MANIFEST.json is not a JSON object")
         version = _field(doc, "format_version", int)
@@ -157,20 +160,23 @@ def _member(m: Any, i: int) -> MemberRecord:
     if problem:
         raise ValueError(f"MANIFEST.json field '{where}path' {problem}: {path!r}")
     size = _field(m, "size", int, where)
-    if size < 0:
-        raise ValueError(f"MANIFEST.json field '{where}size' must not be negative")
+    if not 0 <= size < INT64:
+        raise ValueError(f"MANIFEST.json field '{where}size' is out of range")
     sha256 = _field(m, "sha256", str, where)
     if not SHA256_RE.fullmatch(sha256):
         raise ValueError(f"MANIFEST.json field '{where}sha256' must be 64 lowercase hex digits")
-    mtime = float(_field(m, "mtime", float, where))
-    if not math.isfinite(mtime):
-        raise ValueError(f"MANIFEST.json field '{where}mtime' must be a finite number")
+    mtime = _field(m, "mtime", float, where)
+    if not abs(mtime) < INT64 / 1e9:  # false for nan and inf too; int(mtime * 1e9) must work
+        raise ValueError(f"MANIFEST.json field '{where}mtime' must be a finite time in range")
+    mtime_ns = _field(m, "mtime_ns", int, where) if "mtime_ns" in m else 0
+    if not -INT64 <= mtime_ns < INT64:  # os.utime takes it
+        raise ValueError(f"MANIFEST.json field '{where}mtime_ns' is out of range")
     return MemberRecord(
         path=path,
         size=size,
         sha256=sha256,
-        mtime=mtime,
-        mtime_ns=_field(m, "mtime_ns", int, where) if "mtime_ns" in m else 0,
+        mtime=float(mtime),
+        mtime_ns=mtime_ns,
         changed=_field(m, "changed", bool, where) if "changed" in m else False,
         damaged=_damaged(m.get("damaged"), i),
     )

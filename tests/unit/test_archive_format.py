@@ -218,11 +218,16 @@ def _member_doc(**fields: object) -> str:
         ({"changed": 1}, r"'members\[0\]\.changed' must be bool"),
         ({"damaged": ["x"]}, r"'members\[0\]\.damaged'"),
         ({"size": True}, r"'members\[0\]\.size' must be int"),
-        ({"size": -1}, r"'members\[0\]\.size' must not be negative"),
+        ({"size": -1}, r"'members\[0\]\.size' is out of range"),
+        ({"size": 2**63}, r"'members\[0\]\.size' is out of range"),
+        ({"mtime_ns": 2**63}, r"'members\[0\]\.mtime_ns' is out of range"),
+        ({"mtime": 10**400}, r"'members\[0\]\.mtime' must be a finite time"),
+        ({"mtime": 1e300}, r"'members\[0\]\.mtime' must be a finite time"),
         ({"sha256": "xyz"}, r"'members\[0\]\.sha256' must be 64"),
         ({"sha256": "A" * 64}, r"'members\[0\]\.sha256' must be 64"),
         ({"mtime": None}, r"'members\[0\]\.mtime' must be float"),
         ({"mtime": float("inf")}, r"'members\[0\]\.mtime' must be a finite"),
+        ({"mtime": float("nan")}, r"'members\[0\]\.mtime' must be a finite"),
         ({"path": ""}, r"'members\[0\]\.path' is empty"),
         ({"path": "/etc/passwd"}, r"'members\[0\]\.path' is absolute"),
         ({"path": "logs/../models/x"}, r"'members\[0\]\.path' has a '\.\.' component"),
@@ -238,3 +243,8 @@ def test_manifest_member_fields_are_type_checked_and_paths_normalised(fields, me
     assert Manifest.from_json(_member_doc()).members[0].mtime_ns == 0  # the baseline parses
     with pytest.raises(ValueError, match=message):
         Manifest.from_json(_member_doc(**fields))
+
+
+def test_a_deeply_nested_manifest_is_a_value_error():
+    with pytest.raises(ValueError, match="nested too deeply"):
+        Manifest.from_json('{"members": ' + "[" * 100_000)
