@@ -114,7 +114,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             for e in entries
         ]
         print(table(["NAME", "SIZE", "REASON", "SESSION", "VERIFIED", ""], rows))
-        print(f"{len(entries)} archives in {folder}")
+        count = len(entries)
+        print(f"{count} archive{'' if count == 1 else 's'} in {folder}")
     return 0
 
 

@@ -142,10 +142,11 @@ def main() -> int:
         )
         print(f"equity plot:      {WORKSPACE / 'logs' / 'equity_curve.png'}")
         print(f"session summary:  {WORKSPACE / 'logs' / 'session_summary.json'}")
-        metrics = summary.get("metrics", {})
+        m = summary.get("metrics", {})
         print(
-            f"held-out return {metrics.get('total_return')}, "
-            f"buy and hold {metrics.get('buy_and_hold_return')}, trades {metrics.get('trades')}"
+            f"held-out slice: return {m.get('total_return', 0):+.1%}, "
+            f"buy and hold {m.get('buy_and_hold_return', 0):+.1%}, "
+            f"Sharpe {m.get('sharpe', 0):.2f}, {m.get('trades')} trades"
         )
     finally:
         if daemon is not None and daemon.poll() is None:
