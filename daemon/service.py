@@ -66,11 +66,11 @@ WAKE = object()
 BATCH = 5000
 """Items taken from the queue before the loop acts on them."""
 LOCK_RECHECK_S = 0.3
+"""A dying trainer's close event can precede the release of its flock: look again."""
 START_EXTEND_S = 60.0
 """How much more start-up time each EXTEND_TIMEOUT_USEC asks for while archives are adopted."""
 START_EXTEND_EVERY_S = 10.0
 """How often, at most, it is asked for while one archive is verified."""
-"""A dying trainer's close event can precede the release of its flock: look again."""
 
 
 @dataclass(frozen=True)
