@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from types import TracebackType
 from typing import Any
 
 from apscheduler.events import (
@@ -26,6 +25,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon.events import JobFailed, JobMissed
+from daemon.lifecycle import Service
 
 Sink = Callable[[object], None]
 MIN_MISFIRE_GRACE_S = 60
@@ -38,7 +38,7 @@ class JobDue:
     name: str
 
 
-class Scheduler:
+class Scheduler(Service):
     """A BackgroundScheduler whose problems are reported as events; a context manager."""
 
     def __init__(self, sink: Sink) -> None:
@@ -93,15 +93,3 @@ class Scheduler:
     def stop(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
-
-    def __enter__(self) -> Scheduler:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

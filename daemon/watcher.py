@@ -23,7 +23,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from watchdog.events import (
     DirDeletedEvent,
@@ -43,6 +42,7 @@ from watchdog.observers.polling import PollingObserver
 
 from daemon.coalesce import AREAS, Raw, RawKind
 from daemon.events import WatcherDegraded
+from daemon.lifecycle import Service
 
 Sink = Callable[[object], None]
 ObserverFactory = Callable[[], BaseObserver]
@@ -134,7 +134,7 @@ class _OverflowListener(logging.Handler):
             pass
 
 
-class Watcher:
+class Watcher(Service):
     """Observers on the watched areas and the lock file; ``with Watcher(...)`` starts and joins."""
 
     def __init__(
@@ -205,18 +205,6 @@ class Watcher:
             _stop(self._observer)
             self._observer = None
         self.mode = "stopped"
-
-    def __enter__(self) -> Watcher:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _stop(observer: BaseObserver) -> None:
