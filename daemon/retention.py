@@ -14,12 +14,11 @@ archives the count rules kept: the cap is a hard limit on disk use.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-NAME_RE = re.compile(r"^training_backup_(\d{8})_(\d{6})(?:_(\d+))?\.zip$")
+from daemon.manifest import ARCHIVE_RE
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class Decision:
 
 def sort_key(name: str) -> tuple[str, str, int]:
     """Chronological order of archive names (``_2`` sorts after the plain name)."""
-    m = NAME_RE.match(name)
+    m = ARCHIVE_RE.match(name)
     if m is None:
         raise ValueError(f"not an archive name: {name!r}")
     return m.group(1), m.group(2), int(m.group(3) or 1)
