@@ -13,7 +13,7 @@ from typing import Any
 from daemon import archive as engine
 from daemon import ops
 from daemon.errors import UsageError
-from daemon.events import EVENT_TYPES
+from daemon.eventlog.events import EVENT_TYPES
 from daemon.ops import REASONS, Workspace
 from daemon.render import Progress, human_bytes, table
 
@@ -38,7 +38,7 @@ def _resolve(ws: Workspace, arg: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.service import run
+    from daemon.service.run import run
 
     return run(args.workspace, args.config)
 
@@ -199,7 +199,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from daemon.status import render_status, status_document
+    from daemon.service.status import render_status, status_document
 
     with _open(args) as ws:
         doc = status_document(ws)

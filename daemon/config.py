@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from daemon.errors import ConfigError
+from daemon.protocol.jsonfile import JSONFileError, read_object
 
 T = TypeVar("T")
 
@@ -156,20 +157,25 @@ def _check_placement(paths: Paths) -> None:
                 )
 
 
+def check_reloadable(old: Settings, new: Settings) -> None:
+    """Raise ConfigError when ``new`` changes what a running daemon cannot change (SIGHUP)."""
+    path = old.paths.config_file
+    if new.paths.event_log != old.paths.event_log:
+        raise ConfigError(f"{path}: event_log cannot change while the daemon runs")
+    if new.paths.archive_dir != old.paths.archive_dir:
+        # A running task would split its work between two folders, and the
+        # archives of the new one would be unknown (unverified) to retention.
+        raise ConfigError(f"{path}: archive_dir cannot change while the daemon runs; restart it")
+
+
 def parse_file(path: Path, cls: type[T], *, section: str | None = None) -> T:
     """Parse a JSON file into ``cls``; a missing file gives the defaults."""
     try:
-        text = path.read_text()
-    except FileNotFoundError:
+        doc = read_object(path)
+    except JSONFileError as e:
+        raise ConfigError(str(e)) from e
+    if doc is None:
         return cls()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from e
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a JSON object at the top level")
     if section is not None and isinstance(doc.get(section), dict) and len(doc) == 1:
         doc = doc[section]
     return parse_mapping(doc, cls, source=str(path))

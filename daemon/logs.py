@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import structlog
 
 from daemon.config import LoggingConfig
-from daemon.store import StoredEvent
+from daemon.eventlog.events import StoredEvent
 
 WARNING_EVENTS = frozenset(
     {

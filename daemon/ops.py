@@ -17,7 +17,7 @@ from pathlib import Path
 from daemon import archive as engine
 from daemon.config import Settings, load_settings
 from daemon.errors import ArchiveError, DaemonError, UsageError
-from daemon.events import (
+from daemon.eventlog.events import (
     ArchiveCompleted,
     ArchiveFailed,
     ArchivePinned,
@@ -27,12 +27,13 @@ from daemon.events import (
     ArchiveVerified,
     Event,
     PrepareSkipped,
+    StoredEvent,
     TempFilesRemoved,
     WorkspacePrepared,
 )
+from daemon.eventlog.fold import State, fold
+from daemon.eventlog.store import EventStore
 from daemon.retention import Candidate, Decision, Policy, decide
-from daemon.state import State, fold
-from daemon.store import EventStore, StoredEvent
 
 REASONS = ("pre_training", "post_training", "abandoned", "manual", "recovery")
 Progress = Callable[[int, int], None]

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from daemon.manifest import ARCHIVE_RE
+from daemon.archive.manifest import ARCHIVE_RE
 
 
 @dataclass(frozen=True)

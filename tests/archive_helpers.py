@@ -269,7 +269,7 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 
 def unzip_test_all(root: Path) -> int:
     """Run ``unzip -t`` on every final-named archive under ``root``; return how many."""
-    from daemon.manifest import ARCHIVE_RE
+    from daemon.archive.manifest import ARCHIVE_RE
 
     found = [p for p in root.rglob("*.zip") if ARCHIVE_RE.match(p.name) and p.is_file()]
     for p in found:

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from daemon import protocol
-from daemon.state import State, fold
-from daemon.store import StoredEvent
+from daemon.eventlog.events import StoredEvent
+from daemon.eventlog.fold import State, fold
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

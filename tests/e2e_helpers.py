@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from daemon.archive import list_archive_files, read_manifest
-from daemon.manifest import Manifest
-from daemon.store import StoredEvent
+from daemon.archive.manifest import Manifest
+from daemon.eventlog.events import StoredEvent
 from tests.archive_helpers import unzip_test
 from tests.daemon_helpers import (
     FAST_CONFIG,

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from daemon.protocol.jsonfile import JSONFileError, read_object
 from trainer.errors import ConfigError
 
 T = TypeVar("T")
@@ -188,18 +189,9 @@ def _build(cls: type[T], doc: Mapping[str, Any], source: str) -> T:
 
 def _read_object(path: Path) -> dict[str, Any] | None:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from e
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a JSON object at the top level")
-    return doc
+        return read_object(path)
+    except JSONFileError as e:
+        raise ConfigError(str(e)) from e
 
 
 def _option(key: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from daemon.archive import list_archive_files
-from daemon.zipreader import data_offset, read_entries
+from daemon.archive.zipreader import data_offset, read_entries
 from tests.archive_helpers import make_workspace, tree_digest, unzip_test, unzip_test_all
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from daemon.archive import list_archive_files, verify_archive
-from daemon.manifest import TEMP_RE
+from daemon.archive.manifest import TEMP_RE
 from tests.archive_helpers import make_workspace, unzip_test
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from daemon import archive as engine
-from daemon.manifest import TEMP_RE
-from daemon.state import FINAL_REASONS
+from daemon.archive.manifest import TEMP_RE
+from daemon.eventlog.fold import FINAL_REASONS
 from tests.archive_helpers import make_workspace
 from tests.daemon_helpers import (
     FAST_CONFIG,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from daemon import archive as engine
-from daemon.rescan import snapshot
+from daemon.watch.rescan import snapshot
 from tests.daemon_helpers import (
     DaemonProcess,
     FakeTrainer,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.manifest import SkippedRecord
+from daemon.archive.manifest import SkippedRecord
 from tests.e2e_helpers import (
     SETPRIV,
     Harness,

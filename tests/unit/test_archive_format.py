@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.manifest import (
+from daemon.archive.manifest import (
     ARCHIVE_RE,
     TEMP_RE,
     Manifest,
@@ -23,9 +23,9 @@ from daemon.manifest import (
     archive_name,
     temp_name,
 )
-from daemon.packer import FINAL_BLOCK, deflate_chunk
-from daemon.zipreader import iter_member, read_entries
-from daemon.zipwriter import DEFLATED, STORED, ZipWriter
+from daemon.archive.packer import FINAL_BLOCK, deflate_chunk
+from daemon.archive.zipreader import iter_member, read_entries
+from daemon.archive.zipwriter import DEFLATED, STORED, ZipWriter
 from tests.archive_helpers import unzip_test
 
 NOW = datetime(2024, 1, 5, 9, 30, 0, tzinfo=UTC)

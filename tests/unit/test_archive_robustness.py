@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import daemon.archive as archive_mod
+import daemon.archive.create as archive_mod
 from daemon.archive import (
     archive_lock,
     cleanup_temp_files,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from daemon.archive import ArchiveResult, create_archive, read_manifest, verify_archive
+from daemon.archive.zipreader import data_offset, read_entries
 from daemon.errors import ArchiveError
-from daemon.zipreader import data_offset, read_entries
 from tests.archive_helpers import make_workspace, unzip_test
 
 

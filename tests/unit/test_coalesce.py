@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from daemon.coalesce import Coalescer, Raw, area_of, settle
-from daemon.events import FileCreated, FileDeleted, FileModified, FileMoved
-from daemon.state import FileInfo
+from daemon.eventlog.events import FileCreated, FileDeleted, FileModified, FileMoved
+from daemon.eventlog.fold import FileInfo
+from daemon.watch.coalesce import Coalescer, Raw, area_of, settle
 
 A = FileInfo(10, 1)
 B = FileInfo(20, 2)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon import events as ev
 from daemon.errors import EventLogError
-from daemon.state import State, apply, fold
-from daemon.store import EventStore, StoredEvent
+from daemon.eventlog import events as ev
+from daemon.eventlog.events import StoredEvent
+from daemon.eventlog.fold import State, apply, fold
+from daemon.eventlog.store import EventStore
 
 
 def test_append_assigns_increasing_seq_and_reads_back(tmp_path: Path):
@@ -190,9 +191,9 @@ def test_an_archive_recorded_before_its_session_is_linked(tmp_path: Path):
 FULL_DISK = """
 import resource, signal, sys
 from pathlib import Path
-from daemon import events as ev
+from daemon.eventlog import events as ev
 from daemon.errors import EventLogError
-from daemon.store import EventStore
+from daemon.eventlog.store import EventStore
 path, limit = Path(sys.argv[1]), int(sys.argv[2])
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails like ENOSPC
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))

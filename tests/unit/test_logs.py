@@ -11,7 +11,7 @@ import structlog
 
 from daemon import logs
 from daemon.config import LoggingConfig
-from daemon.store import StoredEvent
+from daemon.eventlog.events import StoredEvent
 
 
 @pytest.fixture(autouse=True)

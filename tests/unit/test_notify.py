@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.notify import (
+from daemon.service.notify import (
     SEND_TIMEOUT_S,
     Health,
     Notifier,
@@ -115,7 +115,7 @@ def test_adoption_extends_the_start_timeout_per_archive_and_every_10_s(
     tmp_path: Path, receiver: tuple[socket.socket, str]
 ) -> None:
     from daemon.config import load_settings
-    from daemon.service import Daemon
+    from daemon.service.loop import Daemon
     from tests.daemon_helpers import make_daemon_workspace
 
     sock, path = receiver

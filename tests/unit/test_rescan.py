@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from daemon.events import FileCreated, FileDeleted, FileModified, Rescanned
-from daemon.rescan import diff, snapshot, stat_file
-from daemon.state import FileInfo
+from daemon.eventlog.events import FileCreated, FileDeleted, FileModified, Rescanned
+from daemon.eventlog.fold import FileInfo
+from daemon.watch.rescan import diff, snapshot, stat_file
 
 
 def test_snapshot_lists_regular_files_of_both_areas(tmp_path: Path) -> None:

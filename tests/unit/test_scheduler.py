@@ -5,8 +5,8 @@ from __future__ import annotations
 import queue
 from datetime import UTC, datetime, timedelta
 
-from daemon.events import JobFailed, JobMissed
-from daemon.scheduler import JobDue, Scheduler
+from daemon.eventlog.events import JobFailed, JobMissed
+from daemon.service.scheduler import JobDue, Scheduler
 
 
 def take(q: queue.SimpleQueue[object], kind: type, timeout: float = 10.0) -> object:

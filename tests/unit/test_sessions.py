@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from daemon import archive as engine
 from daemon import ops, protocol
-from daemon.events import (
+from daemon.eventlog.events import (
     ArchiveCompleted,
     Event,
     SessionAbandoned,
@@ -19,9 +19,11 @@ from daemon.events import (
     SessionRunning,
     SessionStarted,
     SessionStopped,
+    StoredEvent,
 )
+from daemon.eventlog.fold import State, fold
 from daemon.protocol import LockInfo
-from daemon.sessions import (
+from daemon.service.sessions import (
     LockView,
     Task,
     backoff,
@@ -31,8 +33,6 @@ from daemon.sessions import (
     observe_lock,
     run_task,
 )
-from daemon.state import State, fold
-from daemon.store import StoredEvent
 from tests.daemon_helpers import make_daemon_workspace
 
 INFO = LockInfo(

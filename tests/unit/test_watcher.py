@@ -15,10 +15,10 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from daemon import protocol
-from daemon.coalesce import Raw
-from daemon.events import WatcherDegraded
+from daemon.eventlog.events import WatcherDegraded
 from daemon.protocol import LockInfo
-from daemon.watcher import LockTouched, RescanWanted, Watcher
+from daemon.watch.coalesce import Raw
+from daemon.watch.observer import LockTouched, RescanWanted, Watcher
 from tests.daemon_helpers import wait_until
 
 

@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from daemon.events import Event, FileCreated, FileModified, FileMoved, ModelInvalid
+from daemon.eventlog.events import Event, FileCreated, FileModified, FileMoved, ModelInvalid
 
 if TYPE_CHECKING:
-    from daemon.state import FileInfo
+    from daemon.eventlog.fold import FileInfo
 
 _EOCD_SIGNATURE = b"PK\x05\x06"
 _EOCD_SIZE = 22

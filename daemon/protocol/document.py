@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from daemon.protocol.jsonfile import JSONFileError, parse_object
+
 PROTOCOL_VERSION = 1
 DEFAULT_LOCK_FILE = "training.lock"
 DAEMON_DIR = ".daemon"
@@ -153,12 +155,9 @@ class Ack:
 
 def _load_object(text: str, source: str) -> dict[str, Any]:
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise LockFileError(f"{source}: not valid JSON ({e.msg} at line {e.lineno})") from e
-    if not isinstance(doc, dict):
-        raise LockFileError(f"{source}: expected a JSON object")
-    return doc
+        return parse_object(text, source)
+    except JSONFileError as e:
+        raise LockFileError(str(e)) from e
 
 
 def _typed(doc: dict[str, Any], key: str, kind: type, source: str) -> Any:

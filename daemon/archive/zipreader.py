@@ -15,7 +15,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from daemon.zipwriter import DEFLATED, STORED, ZIP64_LIMIT
+from daemon.archive.zipwriter import DEFLATED, STORED, ZIP64_LIMIT
 
 try:
     from isal import isal_zlib as _zlib

@@ -13,13 +13,12 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from daemon.errors import EventLogError
-from daemon.events import Event, EventLogRecovered, decode
+from daemon.eventlog.events import Event, EventLogRecovered, StoredEvent
 
 STORE_VERSION = 1
 
@@ -37,24 +36,6 @@ CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 """
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    """An event as the log holds it."""
-
-    seq: int
-    ts: str
-    type: str
-    schema: int
-    data: dict[str, Any]
-
-    @property
-    def event(self) -> Event | None:
-        return decode(self.type, self.data)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "ts": self.ts, "type": self.type, "data": self.data}
 
 
 def utc_now_iso() -> str:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.manifest import ROOT_CHECKPOINTS, SkippedRecord
+from daemon.archive.manifest import ROOT_CHECKPOINTS, SkippedRecord
 
 AREAS: tuple[str, ...] = ("logs", "models", "config")
 ROOT_SUFFIXES: tuple[str, ...] = (".pth", ".pkl")

@@ -17,8 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from daemon.archive.manifest import ARCHIVE_RE, TEMP_RE
 from daemon.errors import ArchiveBusyError, ArchiveNotFoundError
-from daemon.manifest import ARCHIVE_RE, TEMP_RE
 
 LOCK_NAME = ".archive.lock"
 

@@ -24,9 +24,9 @@ from typing import Literal
 
 from daemon import archive as engine
 from daemon import ops, protocol
-from daemon.archive_files import SourceFile, collect_sources
+from daemon.archive.sources import SourceFile, collect_sources
 from daemon.errors import DaemonError
-from daemon.events import (
+from daemon.eventlog.events import (
     ArchiveVerified,
     Event,
     PrepareSkipped,
@@ -36,9 +36,9 @@ from daemon.events import (
     SessionStarted,
     SessionStopped,
 )
+from daemon.eventlog.fold import FINAL_REASONS, SessionInfo, State
 from daemon.ops import Workspace
 from daemon.protocol import LockInfo
-from daemon.state import FINAL_REASONS, SessionInfo, State
 
 TaskKind = Literal["prepare", "finalize", "rotate"]
 

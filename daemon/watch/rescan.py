@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from daemon.coalesce import AREAS, area_of
-from daemon.events import Event, FileCreated, FileDeleted, FileModified, Rescanned
-from daemon.state import FileInfo
+from daemon.eventlog.events import Event, FileCreated, FileDeleted, FileModified, Rescanned
+from daemon.eventlog.fold import FileInfo
+from daemon.watch.coalesce import AREAS, area_of
 
 Scandir = Callable[[str], AbstractContextManager[Iterator[os.DirEntry[str]]]]
 

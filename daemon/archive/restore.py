@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from daemon.archive.manifest import MANIFEST_NAME, Manifest
+from daemon.archive.packer import crc32
+from daemon.archive.verify import read_member
+from daemon.archive.zipreader import ZipEntry, ZipFormatError, iter_member, read_entries
 from daemon.errors import ArchiveError, UnsafeArchiveError
-from daemon.manifest import MANIFEST_NAME, Manifest
-from daemon.packer import crc32
-from daemon.verify import read_member
-from daemon.zipreader import ZipEntry, ZipFormatError, iter_member, read_entries
 
 
 def check_names(entries: list[ZipEntry]) -> None:

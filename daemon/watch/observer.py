@@ -4,7 +4,7 @@ Handlers only translate and enqueue (``sink``); they never raise, because an
 exception in a handler silently kills watchdog's dispatcher thread. What they
 put on the queue:
 
-* :class:`daemon.coalesce.Raw` for a file under ``logs/`` or ``models/``;
+* :class:`daemon.watch.coalesce.Raw` for a file under ``logs/`` or ``models/``;
 * :class:`LockTouched` when the lock file was created, written or closed after
   writing. Opening it and closing it without writing (which is all the
   daemon's own probes do) is not subscribed to, so probes wake nothing;
@@ -40,9 +40,9 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from daemon.coalesce import AREAS, Raw, RawKind
-from daemon.events import WatcherDegraded
+from daemon.eventlog.events import WatcherDegraded
 from daemon.lifecycle import Service
+from daemon.watch.coalesce import AREAS, Raw, RawKind
 
 Sink = Callable[[object], None]
 ObserverFactory = Callable[[], BaseObserver]

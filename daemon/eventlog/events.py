@@ -314,3 +314,21 @@ def decode(type_name: str, data: dict[str, Any]) -> Event | None:
         if f.type in ("tuple[str, ...]",) and isinstance(kwargs.get(f.name), list):
             kwargs[f.name] = tuple(kwargs[f.name])
     return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as the log holds it."""
+
+    seq: int
+    ts: str
+    type: str
+    schema: int
+    data: dict[str, Any]
+
+    @property
+    def event(self) -> Event | None:
+        return decode(self.type, self.data)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "ts": self.ts, "type": self.type, "data": self.data}

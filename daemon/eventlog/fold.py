@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from daemon.store import StoredEvent
+from daemon.eventlog.events import StoredEvent
 
 FINAL_REASONS = frozenset({"post_training", "abandoned", "recovery"})
 

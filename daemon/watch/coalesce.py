@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from daemon.events import Area, Event, FileCreated, FileDeleted, FileModified, FileMoved
-from daemon.state import FileInfo
+from daemon.eventlog.events import Area, Event, FileCreated, FileDeleted, FileModified, FileMoved
+from daemon.eventlog.fold import FileInfo
 
 RawKind = Literal["created", "modified", "deleted", "moved", "closed"]
 StatFn = Callable[[str], FileInfo | None]

@@ -20,7 +20,7 @@ rolled back (the zip file is truncated at its header) and read again, up to
 stop at the size seen at open, so a log growing faster than it is read still
 ends (as a clean prefix). A file that vanishes or cannot be read becomes a
 ``SkippedRecord``. A ``.zip`` file that is not a readable zip (its central
-directory is checked once it is read, see ``daemon.zipcheck``) is archived as
+directory is checked once it is read, see ``daemon.archive.zipcheck``) is archived as
 it is and its record says why it is ``damaged``.
 """
 
@@ -34,10 +34,10 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from daemon.archive_files import SourceFile
-from daemon.manifest import MemberRecord, SkippedRecord
-from daemon.zipcheck import zip_problem
-from daemon.zipwriter import DEFLATED, STORED, ZipWriter
+from daemon.archive.manifest import MemberRecord, SkippedRecord
+from daemon.archive.sources import SourceFile
+from daemon.archive.zipcheck import zip_problem
+from daemon.archive.zipwriter import DEFLATED, STORED, ZipWriter
 
 try:
     from isal import isal_zlib as _zlib

@@ -21,7 +21,6 @@ import hashlib
 import os
 import queue
 import signal
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,11 +30,11 @@ from types import FrameType
 
 import structlog
 
-from daemon import logs, ops, protocol
-from daemon.coalesce import Coalescer, Raw, settle
-from daemon.config import Settings, load_settings
-from daemon.errors import ArchiveError, ConfigError, EventLogError
-from daemon.events import (
+from daemon import logs, ops
+from daemon.archive.zipcheck import ModelChecker
+from daemon.config import Settings, check_reloadable, load_settings
+from daemon.errors import ArchiveError, ConfigError
+from daemon.eventlog.events import (
     ConfigRejected,
     ConfigReloaded,
     DaemonStarted,
@@ -44,10 +43,10 @@ from daemon.events import (
     JobFailed,
     LockFileInvalid,
 )
-from daemon.notify import Health, Notifier
-from daemon.rescan import diff, snapshot, stat_file
-from daemon.scheduler import JobDue, Scheduler
-from daemon.sessions import (
+from daemon.eventlog.fold import FileInfo, State
+from daemon.service.notify import Health, Notifier
+from daemon.service.scheduler import JobDue, Scheduler
+from daemon.service.sessions import (
     ROTATE,
     Task,
     backoff,
@@ -56,9 +55,10 @@ from daemon.sessions import (
     reconcile_archives,
     run_task,
 )
-from daemon.state import FileInfo, State
-from daemon.watcher import LockTouched, RescanWanted, Watcher
-from daemon.zipcheck import ModelChecker
+from daemon.service.texts import health_fields, status_text, version
+from daemon.watch.coalesce import Coalescer, Raw, settle
+from daemon.watch.observer import LockTouched, RescanWanted, Watcher
+from daemon.watch.rescan import diff, snapshot, stat_file
 
 log = structlog.get_logger("daemon.service")
 
@@ -128,7 +128,7 @@ class Daemon:
         self._status("replaying the event log")
         state = self.ws.state()
         self.ws.record(
-            DaemonStarted(pid=os.getpid(), version=_version(), workspace=str(paths.workspace))
+            DaemonStarted(pid=os.getpid(), version=version(), workspace=str(paths.workspace))
         )
         self._status(f"recovering ({state.last_seq} events replayed)")
         self.models.remember(e.event for e in self.ws.store.read(types=["ModelInvalid"]))
@@ -357,14 +357,7 @@ class Daemon:
         path = str(old.paths.config_file)
         try:
             new = load_settings(old.paths.workspace, self.config_file)
-            if new.paths.event_log != old.paths.event_log:
-                raise ConfigError(f"{path}: event_log cannot change while the daemon runs")
-            if new.paths.archive_dir != old.paths.archive_dir:
-                # A running task would split its work between two folders, and the
-                # archives of the new one would be unknown (unverified) to retention.
-                raise ConfigError(
-                    f"{path}: archive_dir cannot change while the daemon runs; restart it"
-                )
+            check_reloadable(old, new)
         except ConfigError as e:
             self.ws.record(ConfigRejected(path=path, error=str(e)))
         else:
@@ -382,18 +375,7 @@ class Daemon:
     # --- status -------------------------------------------------------------
 
     def _status_text(self) -> str:
-        if self._busy is not None:
-            text = self._busy.describe()
-        else:
-            state = self._view
-            count = len(state.archives)
-            text = f"idle, {count} archive{'' if count == 1 else 's'}"
-            session = state.current_session
-            if session is not None and not session.ended:
-                text += f", session {session.session_id} {session.state}"
-        if self._stop_reason is not None:
-            text = f"stopping: {text}"
-        return text
+        return status_text(self._busy, self._view, stopping=self._stop_reason is not None)
 
     def _status(self, text: str) -> None:
         self.notifier.status(text)
@@ -401,74 +383,15 @@ class Daemon:
             self.health.write(text, self.clock(), self._health_fields())
 
     def _health_fields(self) -> dict[str, object]:
-        watcher = getattr(self, "watcher", None)
-        scheduler = getattr(self, "scheduler", None)
-        return {
-            "watcher": watcher.mode if watcher else "stopped",
-            "watcher_alive": bool(watcher and watcher.alive()),
-            "scheduler_alive": bool(scheduler and scheduler.alive()),
-            "busy": self._busy.describe() if self._busy else None,
-            "pending_paths": len(self.coalescer),
-            "raw_notifications": self.coalescer.raw_count,
-            "last_seq": self._view.last_seq,
-        }
+        return health_fields(
+            getattr(self, "watcher", None),
+            getattr(self, "scheduler", None),
+            self._busy,
+            self.coalescer,
+            self._view,
+        )
 
 
 def _done(task: Task, future: Future[str | None]) -> TaskDone:
     error = future.exception()
     return TaskDone(task, str(error) if error is not None else future.result())
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("training-archiver")
-    except PackageNotFoundError:
-        return "0.1.0"
-
-
-def run(workspace: Path, config_file: Path | None = None) -> int:
-    """The ``run`` command: 0 after a clean stop, 2 on bad config or a daemon already running."""
-    try:
-        settings = load_settings(workspace, config_file)
-    except ConfigError as e:
-        print(f"daemon: {e}", file=sys.stderr)
-        return 2
-    root = settings.paths.workspace
-    if not root.is_dir():
-        print(f"daemon: workspace {root} is not a folder", file=sys.stderr)
-        return 2
-    lock_path = protocol.daemon_lock_path(root)
-    try:
-        hold = protocol.held_exclusively(lock_path)
-        fd = hold.__enter__()
-    except protocol.LockHeldError:
-        pid = _read_pid(lock_path)
-        print(
-            f"daemon: another daemon{pid} already runs for workspace {root} "
-            f"(it holds {lock_path}); exiting",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        protocol.write_in_place(fd, f"{os.getpid()}\n")
-        logs.configure(settings.logging)
-        notifier = Notifier.from_env(os.environ)
-        try:
-            return Daemon(settings, notifier, config_file=config_file).serve()
-        except EventLogError as e:
-            print(f"daemon: {e}", file=sys.stderr)
-            return 1
-        finally:
-            notifier.close()
-    finally:
-        hold.__exit__(None, None, None)
-
-
-def _read_pid(path: Path) -> str:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return ""
-    return f" (pid {text})" if text.isdigit() else ""

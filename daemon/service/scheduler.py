@@ -24,7 +24,7 @@ from apscheduler.events import (
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from daemon.events import JobFailed, JobMissed
+from daemon.eventlog.events import JobFailed, JobMissed
 from daemon.lifecycle import Service
 
 Sink = Callable[[object], None]

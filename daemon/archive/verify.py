@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.archive.manifest import MANIFEST_NAME, Manifest
+from daemon.archive.packer import crc32
+from daemon.archive.zipreader import ZipEntry, ZipFormatError, iter_member, read_entries
 from daemon.errors import ArchiveError
-from daemon.manifest import MANIFEST_NAME, Manifest
-from daemon.packer import crc32
-from daemon.zipreader import ZipEntry, ZipFormatError, iter_member, read_entries
 
 THREADS = 2
 

@@ -7,10 +7,10 @@
    the hidden temporary files of runs that crashed;
 2. write ``.training_backup_YYYYMMDD_HHMMSS.<id8>.zip.tmp`` (mode 0600: the
    archives hold everything of a session, so they are readable by their owner
-   only) in the archive folder, streaming each file (``daemon.packer``),
+   only) in the archive folder, streaming each file (``daemon.archive.packer``),
    MANIFEST.json last;
 3. fsync it and verify it from disk: every member's CRC-32 and sha256 against
-   the manifest that was written (``daemon.verify``);
+   the manifest that was written (``daemon.archive.verify``);
 4. give it its final name without ever overwriting one (``link`` then
    ``unlink``; ``_2``, ``_3``... when the name is taken) and fsync the folder.
 
@@ -32,53 +32,27 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from daemon.archive_files import SourceFile, collect_sources
-from daemon.archive_folder import (
-    LOCK_NAME,
+from daemon.archive.folder import (
     archive_lock,
-    cleanup_temp_files,
-    list_archive_files,
     remove_temp_files,
-    resolve_archive,
 )
-from daemon.errors import ArchiveError, DiskFullError
-from daemon.manifest import (
-    ARCHIVE_RE,
+from daemon.archive.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     REASONS,
     Manifest,
     MemberRecord,
-    SkippedRecord,
     archive_name,
     temp_name,
 )
-from daemon.packer import FINAL_BLOCK, Packer, crc32, deflate_chunk
-from daemon.restore import restore_archive
-from daemon.verify import VerifyResult, read_manifest, verify_archive
-from daemon.zipwriter import DEFLATED, ZipWriter
+from daemon.archive.packer import FINAL_BLOCK, Packer, crc32, deflate_chunk
+from daemon.archive.sources import SourceFile, collect_sources
+from daemon.archive.verify import verify_archive
+from daemon.archive.zipwriter import DEFLATED, ZipWriter
+from daemon.errors import ArchiveError, DiskFullError
 
 ARCHIVE_MODE = 0o600
 THREADS = 2
-
-__all__ = [
-    "ARCHIVE_MODE",
-    "ARCHIVE_RE",
-    "LOCK_NAME",
-    "ArchiveResult",
-    "Manifest",
-    "MemberRecord",
-    "SkippedRecord",
-    "VerifyResult",
-    "archive_lock",
-    "cleanup_temp_files",
-    "create_archive",
-    "list_archive_files",
-    "read_manifest",
-    "resolve_archive",
-    "restore_archive",
-    "verify_archive",
-]
 
 
 @dataclass(frozen=True)

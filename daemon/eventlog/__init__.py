@@ -1,0 +1,8 @@
+"""The daemon's memory: an append-only event log and the pure fold over it.
+
+DESIGN.md, "Event log". ``events`` holds the frozen event types and the stored
+record (``StoredEvent``); ``store`` the SQLite store (WAL, ``synchronous=FULL``,
+never an UPDATE or DELETE of an event); ``fold`` the state as a pure function
+of the events. It may import the standard library, ``daemon.errors`` and its own
+modules; nothing of ``daemon.archive``, ``daemon.watch`` or ``daemon.service``.
+"""
