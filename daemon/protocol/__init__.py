@@ -5,7 +5,11 @@ uses the standard library alone: importing it starts no watchdog, APScheduler,
 SQLite or structlog machinery (``tests/unit/test_boundaries.py`` keeps it so).
 Its modules import nothing of ``daemon`` outside this package.
 
-- ``document``: the protocol itself;
+- ``document``: the lock document (:class:`LockInfo`), the ack (:class:`Ack`),
+  the protocol's constants, file names and errors;
+- ``files``: flock probes and holds, in-place and atomic writes;
+- ``reading``: reading the lock and the ack, and what makes a lock stale;
+- ``trainer_lock``: the trainer's side (its lock for life, the wait for the ack);
 - ``jsonfile``: reading a JSON object with one-line errors, shared by both
   programs' config loaders.
 
@@ -31,25 +35,23 @@ from daemon.protocol.document import (
     LockState,
     Outcome,
     ProtocolError,
-    TrainerLock,
     ack_path,
-    daemon_alive,
     daemon_lock_path,
+    new_session_id,
+    read_boot_id,
+    resolve_lock_path,
+)
+from daemon.protocol.files import (
+    daemon_alive,
     fsync_dir,
     held_exclusively,
-    is_stale,
     lock_is_held,
-    new_session_id,
-    read_ack,
-    read_boot_id,
-    read_lock,
-    resolve_lock_path,
     try_flock,
-    wait_for_ack,
-    write_ack,
     write_atomic,
     write_in_place,
 )
+from daemon.protocol.reading import is_stale, read_ack, read_lock, write_ack
+from daemon.protocol.trainer_lock import TrainerLock, wait_for_ack
 
 __all__ = [
     "ACK_SUFFIX",

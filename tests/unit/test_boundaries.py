@@ -41,7 +41,8 @@ def test_the_trainer_imports_nothing_of_the_daemon_but_its_protocol():
 def test_the_protocol_pulls_in_no_daemon_machinery():
     loaded = modules_after_import("daemon.protocol")
     assert {m for m in loaded if m.startswith("daemon")} - {"daemon"} == {
-        f"daemon.protocol.{name}" for name in ("document", "jsonfile")
+        f"daemon.protocol.{name}"
+        for name in ("document", "files", "jsonfile", "reading", "trainer_lock")
     } | {"daemon.protocol"}
     for heavy in ("watchdog", "apscheduler", "sqlite3", "structlog"):
         assert heavy not in loaded
@@ -85,6 +86,11 @@ def forbidden(folder: str, allowed: tuple[str, ...]) -> list[str]:
     return bad
 
 
+def test_the_archive_engine_is_a_library_of_its_own():
+    allowed = ("daemon.archive", "daemon.errors", "daemon.config")
+    assert forbidden("daemon/archive", allowed) == []
+
+
 def test_the_event_log_imports_nothing_of_archive_watch_or_service():
     assert forbidden("daemon/eventlog", ("daemon.eventlog", "daemon.errors")) == []
 
@@ -118,3 +124,12 @@ def test_only_the_command_line_imports_the_service():
         if module == "daemon.service" or module.startswith("daemon.service.")
     }
     assert users <= {"daemon/commands.py"}
+
+
+def test_no_module_is_over_400_lines():
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in sources("daemon", "trainer")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert long == {}
