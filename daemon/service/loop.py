@@ -31,7 +31,6 @@ from types import FrameType
 import structlog
 
 from daemon import logs, ops
-from daemon.archive.zipcheck import ModelChecker
 from daemon.config import Settings, check_reloadable, load_settings
 from daemon.errors import ArchiveError, ConfigError
 from daemon.eventlog.events import (
@@ -44,6 +43,7 @@ from daemon.eventlog.events import (
     LockFileInvalid,
 )
 from daemon.eventlog.fold import FileInfo, State
+from daemon.service.model_check import ModelChecker
 from daemon.service.notify import Health, Notifier
 from daemon.service.scheduler import JobDue, Scheduler
 from daemon.service.sessions import (

@@ -13,9 +13,10 @@ import pytest
 
 from daemon.archive import create_archive, read_manifest, verify_archive
 from daemon.archive.manifest import Manifest, MemberRecord
-from daemon.archive.zipcheck import ModelChecker, is_model_zip, zip_problem_at
+from daemon.archive.zipcheck import is_model_zip, zip_problem_at
 from daemon.eventlog.events import FileCreated, FileDeleted, FileModified, FileMoved, ModelInvalid
 from daemon.eventlog.fold import FileInfo
+from daemon.service.model_check import ModelChecker
 from tests.archive_helpers import unzip_test, write_model_zip
 
 
