@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # torch is pinned to the CPU build first: a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test systemd-test lint typecheck unit bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ demo: $(VENV)/.installed
 	$(PY) -m tests.demo
 
 test: $(VENV)/.installed lint typecheck
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -rs -p no:cacheprovider
+
+# The unit under a throwaway systemd (root and systemd-nspawn; else skipped, with the reason).
+systemd-test: $(VENV)/.installed
+	$(PY) -m pytest -q -rs -p no:cacheprovider tests/systemd
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check daemon trainer tests

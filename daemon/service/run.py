@@ -20,6 +20,7 @@ from daemon.service.notify import Notifier
 
 def run(workspace: Path, config_file: Path | None = None) -> int:
     """The ``run`` command: 0 after a clean stop, 2 on bad config or a daemon already running."""
+    logs.enable_faulthandler()  # a watchdog abort (SIGABRT) leaves every stack in the journal
     try:
         settings = load_settings(workspace, config_file)
     except ConfigError as e:
