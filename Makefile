@@ -33,6 +33,7 @@ typecheck: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) tests/benchmarks/bench_archive.py
 	$(PY) tests/benchmarks/bench_daemon.py
+	$(PY) tests/benchmarks/bench_trainer_daemon.py
 	$(PY) tests/benchmarks/bench_trainer.py
 
 clean:
