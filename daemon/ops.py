@@ -224,7 +224,7 @@ def in_archive_dir(ws: Workspace, path: Path) -> bool:
 
 def is_ours(ws: Workspace, path: Path) -> bool:
     """Whether ``path`` is an archive of this workspace in its archive folder (not foreign)."""
-    if not in_archive_dir(ws, path) or not engine.ARCHIVE_RE.match(path.name):
+    if not in_archive_dir(ws, path):
         return False
     listed = ownership.classify(path, ws.state().archives.get(path.name), ws.workspace_id())
     return listed.ours
