@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import archive as engine
-from daemon import ops
+from daemon import ops, ownership
 from daemon.errors import UsageError
 from daemon.eventlog.events import EVENT_TYPES
 from daemon.ops import REASONS, Workspace
@@ -64,22 +64,23 @@ def cmd_archive(args: argparse.Namespace) -> int:
     return 0
 
 
-def archive_entry(ws: Workspace, path: Path) -> dict[str, Any]:
-    """One archive as ``list --json`` shows it."""
+def archive_entry(
+    ws: Workspace, path: Path, listed: ownership.Listed | None = None
+) -> dict[str, Any]:
+    """One archive as ``list --json`` shows it; ``foreign`` when it is not this workspace's
+    (another workspace's, or a zip nobody here made): then nothing of this workspace's
+    log speaks for it, and ``verified``/``pinned`` are false."""
     state = ws.state()
-    info = state.archives.get(path.name)
+    if listed is None:
+        listed = ownership.classify(path, state.archives.get(path.name), ws.workspace_id())
+    info = listed.recorded if listed.ours else None
+    manifest = listed.manifest
     if info is not None:
         reason, session_id, created = info.reason, info.session_id, info.created_at
-    else:  # an archive the log does not know (copied in, or made before the log)
-        try:
-            manifest = engine.read_manifest(path)
-            reason, session_id, created = (
-                manifest.reason,
-                manifest.session_id,
-                manifest.created_at,
-            )
-        except Exception:
-            reason, session_id, created = None, None, None
+    elif manifest is not None:  # foreign, or ours but not recorded (made before the log)
+        reason, session_id, created = manifest.reason, manifest.session_id, manifest.created_at
+    else:
+        reason, session_id, created = None, None, None
     return {
         "name": path.name,
         "path": str(path.resolve()),
@@ -88,15 +89,22 @@ def archive_entry(ws: Workspace, path: Path) -> dict[str, Any]:
         "reason": reason,
         "session_id": session_id,
         "verified": bool(info and info.verified),
-        "pinned": path.name in state.pins,
+        "pinned": listed.ours and path.name in state.pins,
+        "foreign": not listed.ours,
+        "workspace_id": manifest.workspace_id if manifest else None,
+        "host": manifest.host if manifest else None,
     }
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     with _open(args) as ws:
         folder = ws.paths.archive_dir
-        paths = engine.list_archive_files(folder) if folder.is_dir() else []
-        entries = [archive_entry(ws, p) for p in paths]
+        entries = [archive_entry(ws, a.path, a) for a in ws.archives()]
+        others = [
+            archive_entry(ws, p, ownership.Listed(p, None, None, ours=False))
+            for p in ownership.other_zips(folder)
+        ]
+        entries += others
     if args.json:
         _print_json(entries)
     elif not entries:
@@ -109,13 +117,17 @@ def cmd_list(args: argparse.Namespace) -> int:
                 e["reason"] or "?",
                 e["session_id"] or "-",
                 "yes" if e["verified"] else "no",
-                "pinned" if e["pinned"] else "",
+                "foreign" if e["foreign"] else "pinned" if e["pinned"] else "",
             ]
             for e in entries
         ]
         print(table(["NAME", "SIZE", "REASON", "SESSION", "VERIFIED", ""], rows))
-        count = len(entries)
-        print(f"{count} archive{'' if count == 1 else 's'} in {folder}")
+        count = sum(not e["foreign"] for e in entries)
+        foreign = len(entries) - count
+        line = f"{count} archive{'' if count == 1 else 's'} in {folder}"
+        if foreign:
+            line += f", and {foreign} foreign (another workspace's or nobody's here: left alone)"
+        print(line)
     return 0
 
 
@@ -156,12 +168,19 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise UsageError(f"restore target {target} must be an empty folder or not exist")
     with _open(args) as ws:
         path = _resolve(ws, args.archive)
+        checked = engine.has_manifest(path)
         progress = Progress("restoring") if sys.stderr.isatty() else None
         try:
             count = engine.restore_archive(path, args.to, progress=progress)
         finally:
             if progress is not None:
                 progress.close()
+    if not checked:
+        print(
+            f"daemon restore: warning: {path.name} has no MANIFEST.json: nothing could be "
+            "checked (no sha256, no recorded mtimes; unsafe members are still refused)",
+            file=sys.stderr,
+        )
     print(f"restored {count} files from {path.name} into {args.to}")
     return 0
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from daemon import archive as engine
+from daemon import ownership
 from daemon.config import Settings, load_settings
 from daemon.errors import ArchiveError, DaemonError, UsageError
 from daemon.eventlog.events import (
@@ -29,11 +31,13 @@ from daemon.eventlog.events import (
     PrepareSkipped,
     StoredEvent,
     TempFilesRemoved,
+    WorkspaceIdentified,
     WorkspacePrepared,
 )
 from daemon.eventlog.fold import State, fold
 from daemon.eventlog.store import EventStore
-from daemon.retention import Candidate, Decision, Policy, decide
+from daemon.identity import Identity, ensure_identity, read_identity
+from daemon.retention import Decision, Policy, decide
 
 REASONS = ("pre_training", "post_training", "abandoned", "manual", "recovery")
 Progress = Callable[[int, int], None]
@@ -43,7 +47,8 @@ class Workspace:
     """A workspace's settings and event log, with the state folded from it.
 
     The log file is created on the first write only, so read-only commands on
-    a fresh workspace leave nothing behind.
+    a fresh workspace leave nothing behind; so is the workspace's identity
+    (``.daemon/workspace.json``), made just before the first event is recorded.
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class Workspace:
         self._on_append = on_append
         self._store: EventStore | None = None
         self._state = State()
+        self._identity: Identity | None = None
         if self.paths.event_log.exists():
             self._open()
 
@@ -81,11 +87,36 @@ class Workspace:
                 self._state = fold(self._state, new)
         return self._state
 
+    def identity(self) -> Identity | None:
+        """The workspace's identity, or None while it has none (nothing recorded yet)."""
+        if self._identity is None:
+            self._identity = read_identity(self.paths.daemon_dir)
+        return self._identity
+
+    def workspace_id(self) -> str | None:
+        found = self.identity()
+        return found.workspace_id if found is not None else None
+
+    def ensure_identity(self) -> Identity:
+        """The identity, made (and recorded as ``WorkspaceIdentified``) if there is none."""
+        if self._identity is None:
+            self._identity, made = ensure_identity(self.paths.daemon_dir)
+            if made:
+                ident = self._identity
+                self.store.append(WorkspaceIdentified(ident.workspace_id, ident.created_at))
+        return self._identity
+
     def record(self, event: Event) -> StoredEvent:
+        self.ensure_identity()
         return self.store.append(event)
 
     def record_many(self, events: Sequence[Event]) -> list[StoredEvent]:
+        self.ensure_identity()
         return self.store.append_many(events)
+
+    def archives(self) -> list[ownership.Listed]:
+        """Every archive-named file of the archive folder, classified ours or foreign."""
+        return ownership.scan(self.paths.archive_dir, self.state().archives, self.workspace_id())
 
     def close(self) -> None:
         if self._store is not None:
@@ -142,6 +173,8 @@ def archive_now(
             session_id=session_id,
             compression_level=ws.settings.daemon.compression_level,
             progress=progress,
+            workspace_id=ws.ensure_identity().workspace_id,
+            host=socket.gethostname(),
         )
     except ArchiveError as e:
         ws.record(ArchiveFailed(reason=reason, session_id=session_id, error=str(e)))
@@ -175,6 +208,8 @@ def record_completed(
                 seconds=round(seconds, 3),
                 created_at=manifest.created_at,
                 skipped=len(manifest.skipped),
+                workspace_id=manifest.workspace_id,
+                host=manifest.host,
             ),
             ArchiveVerified(name=path.name, ok=True),
         ]
@@ -187,10 +222,19 @@ def in_archive_dir(ws: Workspace, path: Path) -> bool:
     return path.resolve().parent == ws.paths.archive_dir.resolve()
 
 
+def is_ours(ws: Workspace, path: Path) -> bool:
+    """Whether ``path`` is an archive of this workspace in its archive folder (not foreign)."""
+    if not in_archive_dir(ws, path):
+        return False
+    listed = ownership.classify(path, ws.state().archives.get(path.name), ws.workspace_id())
+    return listed.ours
+
+
 def verify(ws: Workspace, path: Path) -> engine.VerifyResult:
-    """Verify an archive; the result is recorded only for the workspace's own archives."""
+    """Verify an archive; the result is recorded only for the workspace's own archives
+    (a foreign one, or a copy elsewhere, is verified but leaves the log as it is)."""
     result = engine.verify_archive(path)
-    if in_archive_dir(ws, path):
+    if is_ours(ws, path):
         ws.record(ArchiveVerified(name=path.name, ok=result.ok, problems=tuple(result.problems)))
     return result
 
@@ -201,23 +245,21 @@ def policy_of(settings: Settings) -> Policy:
 
 
 def prune(ws: Workspace, *, dry_run: bool = False) -> list[Decision]:
-    """Apply retention to the archive folder; returns one decision per archive."""
+    """Apply retention to this workspace's archives (foreign ones are not even looked at);
+    returns one decision per archive of ours, newest (last recorded) first."""
     folder = ws.paths.archive_dir
     if not folder.is_dir():
         return []
     state = ws.state()
-    candidates = []
-    for path in engine.list_archive_files(folder):
-        info = state.archives.get(path.name)
-        candidates.append(
-            Candidate(
-                name=path.name,
-                bytes=path.stat().st_size,
-                pinned=path.name in state.pins,
-                verified=bool(info and info.verified),
-            )
-        )
-    decisions = decide(candidates, policy_of(ws.settings))
+    ours = [a for a in ws.archives() if a.ours]
+    sizes = {}
+    for a in ours:
+        try:
+            sizes[a.name] = a.path.stat().st_size
+        except FileNotFoundError:
+            continue  # another pruner of ours got there first
+    ours = [a for a in ours if a.name in sizes]
+    decisions = decide(ownership.candidates(ours, state, sizes), policy_of(ws.settings))
     if not dry_run:
         for d in decisions:
             if d.delete and _unlink_archive(folder / d.name):
@@ -240,6 +282,8 @@ def set_pinned(ws: Workspace, path: Path, pinned: bool) -> bool:
     """Pin or unpin; False when it already was in that state."""
     if not in_archive_dir(ws, path):
         raise UsageError(f"{path} is not in the archive folder {ws.paths.archive_dir}")
+    if not is_ours(ws, path):
+        raise UsageError(f"{path} is a foreign archive (not made by this workspace): left alone")
     if (path.name in ws.state().pins) == pinned:
         return False
     ws.record(ArchivePinned(name=path.name) if pinned else ArchiveUnpinned(name=path.name))

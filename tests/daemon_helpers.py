@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from daemon import protocol
 from daemon.eventlog.events import StoredEvent
 from daemon.eventlog.fold import State, fold
+from daemon.identity import ensure_identity
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -69,6 +70,12 @@ def make_daemon_workspace(root: Path, **config: Any) -> Path:
     (root / "models/memory_efficient_model_final.zip").write_bytes(os.urandom(20_000))
     (root / "config/config.json").write_text(json.dumps({**FAST_CONFIG, **config}))
     return root
+
+
+def workspace_id(workspace: Path) -> str:
+    """The workspace's permanent id, made now if it has none (as its daemon would make it):
+    for archives a test makes with ``create_archive`` in the daemon's stead."""
+    return ensure_identity(workspace / ".daemon")[0].workspace_id
 
 
 class NotifySocket:

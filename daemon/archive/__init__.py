@@ -30,7 +30,13 @@ from daemon.archive.folder import (
 )
 from daemon.archive.manifest import ARCHIVE_RE, Manifest, MemberRecord, SkippedRecord
 from daemon.archive.restore import restore_archive
-from daemon.archive.verify import VerifyResult, read_manifest, verify_archive
+from daemon.archive.verify import (
+    VerifyResult,
+    claimed_workspace_id,
+    has_manifest,
+    read_manifest,
+    verify_archive,
+)
 
 __all__ = [
     "ARCHIVE_MODE",
@@ -42,8 +48,10 @@ __all__ = [
     "SkippedRecord",
     "VerifyResult",
     "archive_lock",
+    "claimed_workspace_id",
     "cleanup_temp_files",
     "create_archive",
+    "has_manifest",
     "list_archive_files",
     "read_manifest",
     "resolve_archive",

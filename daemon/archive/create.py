@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -78,6 +79,8 @@ def create_archive(
     progress: Callable[[int, int], None] | None = None,
     lock_timeout_s: float = 600.0,
     force_zip64: bool = False,
+    workspace_id: str | None = None,
+    host: str | None = None,
 ) -> ArchiveResult:
     """Archive ``workspace`` into ``archive_dir``; see the module docstring.
 
@@ -85,13 +88,16 @@ def create_archive(
     (``total`` is twice the source size). ``compression_level`` is zlib-style,
     1-9, mapped onto ISA-L's 0-3 by ``isal_level`` (1, the default, already
     beats zip -1's size). ``force_zip64`` writes zip64 records for every member
-    (for tests and tools that want them).
+    (for tests and tools that want them). ``workspace_id`` and ``host`` go into
+    the manifest as they are given (``host`` defaults to this machine's name);
+    the engine never reads the workspace's identity file itself.
     """
     if reason not in REASONS:
         raise ValueError(f"archive reason {reason!r} is not one of {', '.join(REASONS)}")
     level = isal_level(compression_level)
     started = time.monotonic()
     now = now or datetime.now(UTC)
+    origin = (workspace_id, host if host is not None else socket.gethostname())
     if not workspace.is_dir():
         raise ArchiveError(f"workspace {workspace} is not a folder")
     try:
@@ -100,7 +106,7 @@ def create_archive(
             remove_temp_files(archive_dir)
             manifest, final, size = _create_locked(
                 workspace, archive_dir, reason, session_id, now, level,
-                force_zip64, progress,
+                force_zip64, progress, origin,
             )  # fmt: skip
     except OSError as e:
         raise _wrap(e, archive_dir, f"archive of {workspace} into {archive_dir} failed") from e
@@ -130,6 +136,7 @@ def _create_locked(
     level: int,
     force_zip64: bool,
     progress: Callable[[int, int], None] | None,
+    origin: tuple[str | None, str | None] = (None, None),
 ) -> tuple[Manifest, Path, int]:
     """Write, verify and publish one archive; the caller holds the lock. Temp removed on error."""
     try:
@@ -144,6 +151,8 @@ def _create_locked(
         created_at=now.astimezone(UTC).isoformat(timespec="seconds"),
         members=(),
         skipped=tuple(skipped),
+        workspace_id=origin[0],
+        host=origin[1],
     )
     tmp = archive_dir / temp_name(now, manifest.archive_id)
     try:

@@ -10,6 +10,8 @@ archived are those of the last read, and the sha256 is theirs) and, only for a
 ``.zip`` file that is not a readable zip (truncated, say), ``damaged`` with the
 reason: its bytes are archived as they were, flagged, never as if good. ``skipped``
 lists the files *not* archived, each with a reason (see ``SKIP_REASONS``).
+``workspace_id`` and ``host`` name the workspace that made it and its machine;
+both are null in archives made before they existed, which still read.
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ class Manifest:
     created_at: str
     members: tuple[MemberRecord, ...]
     skipped: tuple[SkippedRecord, ...] = ()
+    workspace_id: str | None = None
+    """The id of the workspace that made the archive (``.daemon/workspace.json``)."""
+    host: str | None = None
+    """The host name of the machine that made it."""
 
     @property
     def changed(self) -> tuple[str, ...]:
@@ -129,6 +135,9 @@ class Manifest:
         skipped = doc.get("skipped", [])
         if not isinstance(skipped, list):
             raise ValueError("MANIFEST.json field 'skipped' must be a list")
+        for key in ("workspace_id", "host"):
+            if doc.get(key) is not None and not isinstance(doc[key], str):
+                raise ValueError(f"MANIFEST.json field '{key}' must be a string or null")
         return cls(
             format_version=version,
             archive_id=_field(doc, "archive_id", str),
@@ -137,6 +146,8 @@ class Manifest:
             created_at=_field(doc, "created_at", str),
             members=tuple(_member(m, i) for i, m in enumerate(members)),
             skipped=tuple(_skipped(s, i) for i, s in enumerate(skipped)),
+            workspace_id=doc.get("workspace_id"),
+            host=doc.get("host"),
         )
 
 

@@ -11,6 +11,7 @@ sha256 all release the GIL), largest first.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections import Counter
@@ -164,3 +165,39 @@ def _serialised(progress: Callable[[int], None]) -> Callable[[int], None]:
 
 
 __all__ = ["VerifyResult", "read_manifest", "verify_archive"]
+
+
+def has_manifest(path: Path) -> bool:
+    """Whether the zip at ``path`` holds a MANIFEST.json (``ArchiveError`` if it is no zip)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ArchiveError(f"cannot open archive {path}: {e.strerror}") from e
+    try:
+        return any(e.name == MANIFEST_NAME for e in read_entries(fd))
+    except ZipFormatError as e:
+        raise ArchiveError(f"{path} is not a readable zip: {e}") from e
+    finally:
+        os.close(fd)
+
+
+def claimed_workspace_id(path: Path) -> str | None:
+    """The ``workspace_id`` MANIFEST.json names, read leniently: even from a manifest that
+    ``read_manifest`` refuses over another field (its owner is still known, so it can be
+    checked and reported as that workspace's bad archive). None when it names none or
+    there is no readable manifest at all."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        entry = next((e for e in read_entries(fd) if e.name == MANIFEST_NAME), None)
+        if entry is None:
+            return None
+        doc = json.loads(read_member(fd, entry))
+    except (ZipFormatError, OSError, ValueError, RecursionError):
+        return None
+    finally:
+        os.close(fd)
+    wid = doc.get("workspace_id") if isinstance(doc, dict) else None
+    return wid if isinstance(wid, str) else None

@@ -46,6 +46,14 @@ class DaemonStopped(Event):
 
 
 @dataclass(frozen=True)
+class WorkspaceIdentified(Event):
+    """The workspace got its permanent id (``.daemon/workspace.json``), once in its life."""
+
+    workspace_id: str
+    created_at: str
+
+
+@dataclass(frozen=True)
 class ConfigReloaded(Event):
     path: str
 
@@ -204,6 +212,9 @@ class ArchiveCompleted(Event):
     seconds: float = 0.0
     created_at: str = ""
     skipped: int = 0
+    workspace_id: str | None = None
+    """The id its manifest names (None in archives made before workspaces had one)."""
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -271,6 +282,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         DaemonStarted,
         DaemonStopped,
+        WorkspaceIdentified,
         ConfigReloaded,
         ConfigRejected,
         FileCreated,

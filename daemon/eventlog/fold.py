@@ -57,6 +57,12 @@ class ArchiveInfo:
     created_at: str
     archive_id: str = ""
     verified: bool | None = None
+    seq: int = 0
+    """The seq of its ArchiveCompleted: the order in which this workspace recorded it,
+    which is what "newest" means for retention (never the name or the clock)."""
+    recorded_at: str = ""
+    """The log's timestamp of that event (ISO-8601 UTC)."""
+    workspace_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,7 +172,7 @@ class _Builder:
             case "WorkspacePrepared":
                 self.session(d["session_id"], prepared=True)
             case "ArchiveCompleted":
-                self._archive_completed(d)
+                self._archive_completed(d, ev)
             case "ArchiveFailed":
                 self.scalars["archive_failures"] += 1
                 self.scalars["last_archive_error"] = d.get("error")
@@ -183,7 +189,7 @@ class _Builder:
             case _:
                 pass  # informational events leave the state as it is
 
-    def _archive_completed(self, d: dict[str, Any]) -> None:
+    def _archive_completed(self, d: dict[str, Any], ev: StoredEvent) -> None:
         self.archives[d["name"]] = ArchiveInfo(
             name=d["name"],
             reason=d["reason"],
@@ -191,6 +197,9 @@ class _Builder:
             bytes=d.get("bytes", 0),
             created_at=d.get("created_at", ""),
             archive_id=d.get("archive_id", ""),
+            seq=ev.seq,
+            recorded_at=ev.ts,
+            workspace_id=d.get("workspace_id"),
         )
         self.scalars["last_archive_error"] = None
         sid = d.get("session_id")

@@ -266,10 +266,11 @@ def lock_still_ours(path: Path, session_id: str) -> bool:
 
 def covering_archive(ws: Workspace, state: State) -> str | None:
     """The newest verified archive that holds every file of the workspace unchanged."""
-    verified = sorted(n for n, a in state.archives.items() if a.verified)
+    verified = [a for a in state.archives.values() if a.verified]
     if not verified:
         return None
-    path = ws.paths.archive_dir / verified[-1]
+    newest = max(verified, key=lambda a: a.seq)  # recorded last, whatever its name says
+    path = ws.paths.archive_dir / newest.name
     try:
         manifest = engine.read_manifest(path)
     except (OSError, ValueError, DaemonError):
@@ -302,6 +303,9 @@ def reconcile_archives(
 ) -> int:
     """Adopt final archives the log does not know (a crash after the rename); returns how many.
 
+    Only this workspace's archives (its id in the manifest) are adopted: the rest
+    of a shared archive folder is foreign and left unverified and unrecorded.
+
     Each is verified in full, which takes a while for a big one: ``heartbeat(name)`` is
     called before each archive and as its bytes are checked (from a verify thread).
     With ``closing`` (a session id), only archives whose manifest closes that session
@@ -309,12 +313,12 @@ def reconcile_archives(
     over: the executor asks this before it makes a final archive, so an archive whose
     ``ArchiveCompleted`` failed to append is adopted, not made twice.
     """
-    known = ws.state().archives
     adopted = 0
-    for path in engine.list_archive_files(ws.paths.archive_dir):
-        if path.name in known:
-            continue
-        if closing is not None and not _closes(path, closing):
+    for listed in ws.archives():
+        path = listed.path
+        if listed.recorded is not None or not listed.ours:
+            continue  # known already, or foreign: another workspace's, never adopted
+        if closing is not None and not _closes(listed.manifest, closing):
             continue
         beat = None
         if heartbeat is not None:
@@ -335,11 +339,9 @@ def reconcile_archives(
     return adopted
 
 
-def _closes(path: Path, session_id: str) -> bool:
-    """Whether the archive at ``path`` says it is ``session_id``'s final archive."""
-    try:
-        manifest = engine.read_manifest(path)
-    except Exception:
+def _closes(manifest: engine.Manifest | None, session_id: str) -> bool:
+    """Whether an archive's manifest says it is ``session_id``'s final archive."""
+    if manifest is None:
         return False
     return manifest.session_id == session_id and manifest.reason in FINAL_REASONS
 

@@ -7,7 +7,6 @@ from dataclasses import asdict
 from typing import Any
 
 from daemon import protocol
-from daemon.archive import list_archive_files
 from daemon.ops import Workspace
 from daemon.render import human_bytes
 
@@ -26,11 +25,7 @@ def status_document(ws: Workspace) -> dict[str, Any]:
             health = None
     session = state.current_session
     archives = sorted(state.archives.values(), key=lambda a: a.name)
-    on_disk = (
-        [p.name for p in list_archive_files(paths.archive_dir)]
-        if paths.archive_dir.is_dir()
-        else []
-    )
+    on_disk = [a.name for a in ws.archives() if a.ours]  # the foreign ones are not ours
     return {
         "workspace": str(paths.workspace),
         "daemon": {

@@ -27,6 +27,7 @@ from tests.daemon_helpers import (
     FakeTrainer,
     NotifySocket,
     wait_until,
+    workspace_id,
 )
 
 ROUNDS = 5
@@ -82,7 +83,11 @@ def test_archive_renamed_but_unrecorded_is_adopted_not_repeated(tmp_path: Path) 
     trainer.start()  # no daemon: the session runs unobserved
     trainer.stop()
     made = engine.create_archive(
-        ws, ws / "archives", reason="post_training", session_id=trainer.session_id
+        ws,
+        ws / "archives",
+        reason="post_training",
+        session_id=trainer.session_id,
+        workspace_id=workspace_id(ws),  # made by this workspace's daemon, which then crashed
     )
     notify = NotifySocket(tmp_path)
     daemon = DaemonProcess(ws, notify)

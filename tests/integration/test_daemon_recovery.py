@@ -19,6 +19,7 @@ from tests.daemon_helpers import (
     FakeTrainer,
     NotifySocket,
     make_daemon_workspace,
+    workspace_id,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -50,7 +51,9 @@ def _cli(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_an_archive_with_a_malformed_manifest_is_bad_not_fatal(tmp_path: Path) -> None:
     """One MANIFEST.json with ``mtime_ns: null`` once crash-looped the daemon at start."""
     ws = make_daemon_workspace(tmp_path / "ws")
-    bad = engine.create_archive(ws, ws / "archives", reason="post_training", session_id="old")
+    bad = engine.create_archive(
+        ws, ws / "archives", reason="post_training", session_id="old", workspace_id=workspace_id(ws)
+    )
     _spoil_manifest(bad.path, mtime_ns=None)
     notify = NotifySocket(tmp_path)
     daemon = DaemonProcess(ws, notify)
@@ -111,7 +114,11 @@ def test_adopting_unrecorded_archives_extends_the_start_timeout(tmp_path: Path) 
     """Archives the log does not know are verified in full before READY=1; systemd's
     TimeoutStartSec must not run out meanwhile (a restart loop after a lost event log)."""
     ws = make_daemon_workspace(tmp_path / "ws")
-    made = [engine.create_archive(ws, ws / "archives", reason="manual").path.name for _ in range(2)]
+    wid = workspace_id(ws)  # this workspace's archives, whose records a lost event log took
+    made = [
+        engine.create_archive(ws, ws / "archives", reason="manual", workspace_id=wid).path.name
+        for _ in range(2)
+    ]
     notify = NotifySocket(tmp_path)
     daemon = DaemonProcess(ws, notify)
     try:

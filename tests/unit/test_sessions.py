@@ -33,7 +33,7 @@ from daemon.service.sessions import (
     observe_lock,
     run_task,
 )
-from tests.daemon_helpers import make_daemon_workspace
+from tests.daemon_helpers import make_daemon_workspace, workspace_id
 
 INFO = LockInfo(
     session_id="s1", pid=42, host="h", boot_id="b", started_at="t", archive=True, state="starting"
@@ -285,9 +285,16 @@ def test_finalize_adopts_this_sessions_unrecorded_archive_instead_of_a_second(
     """ArchiveCompleted failed to append (a brief SQLite failure): the retry must not re-archive."""
     root = make_daemon_workspace(tmp_path / "ws")
     archives = root / "archives"
-    other = engine.create_archive(root, archives, reason="post_training", session_id="s2")
-    pre = engine.create_archive(root, archives, reason="pre_training", session_id="s1")
-    final = engine.create_archive(root, archives, reason="post_training", session_id="s1")
+    wid = workspace_id(root)  # as the daemon that made them would have
+    other = engine.create_archive(
+        root, archives, reason="post_training", session_id="s2", workspace_id=wid
+    )
+    pre = engine.create_archive(
+        root, archives, reason="pre_training", session_id="s1", workspace_id=wid
+    )
+    final = engine.create_archive(
+        root, archives, reason="post_training", session_id="s1", workspace_id=wid
+    )
     with ops.open_workspace(root) as ws:
         ws.record_many([SessionStarted("s1"), SessionStopped("s1", "completed")])
         name = run_task(ws, Task("finalize", "s1", "post_training"))
