@@ -98,7 +98,7 @@ def check_cleared_folder(folder: str) -> None:
     if bad:
         raise ValueError(
             f"key 'prepare_clears' must list relative folders inside logs/ or models/ "
-            f"(such as \"logs\" or \"models/checkpoints\"), got {folder!r}"
+            f'(such as "logs" or "models/checkpoints"), got {folder!r}'
         )
 
 

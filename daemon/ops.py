@@ -17,7 +17,6 @@ from pathlib import Path
 from daemon import archive as engine
 from daemon.config import Settings, load_settings
 from daemon.errors import ArchiveError, DaemonError, UsageError
-from daemon.openfiles import OpenFiles
 from daemon.eventlog.events import (
     ArchiveCompleted,
     ArchiveFailed,
@@ -34,6 +33,7 @@ from daemon.eventlog.events import (
 )
 from daemon.eventlog.fold import State, fold
 from daemon.eventlog.store import EventStore
+from daemon.openfiles import OpenFiles
 from daemon.retention import Candidate, Decision, Policy, decide
 
 REASONS = ("pre_training", "post_training", "abandoned", "manual", "recovery")

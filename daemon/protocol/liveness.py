@@ -95,7 +95,12 @@ def liveness(who: ProcessIdentity, probe: Probe) -> Liveness:
     if who.host != seen.host:
         return "unknown"
     known = "unknown"
-    if who.boot_id and who.boot_id != known and seen.boot_id != known and who.boot_id != seen.boot_id:
+    if (
+        who.boot_id
+        and who.boot_id != known
+        and seen.boot_id != known
+        and who.boot_id != seen.boot_id
+    ):
         return "dead"
     if seen.signal == "gone":
         return "dead"

@@ -26,7 +26,6 @@ from daemon import archive as engine
 from daemon import ops, protocol
 from daemon.archive.sources import SourceFile, collect_sources
 from daemon.errors import DaemonError
-from daemon.openfiles import scan_open_files
 from daemon.eventlog.events import (
     ArchiveVerified,
     Event,
@@ -38,6 +37,7 @@ from daemon.eventlog.events import (
     SessionStopped,
 )
 from daemon.eventlog.fold import FINAL_REASONS, SessionInfo, State
+from daemon.openfiles import scan_open_files
 from daemon.ops import Workspace
 from daemon.protocol import Liveness, LockInfo
 from daemon.service.trainers import prepare_blockers, probe_trainers
@@ -167,7 +167,9 @@ def decide(
     return Plan(tuple(record), ready)
 
 
-def _advance(session: SessionInfo, info: LockInfo, lock: LockView, record: list[Event]) -> SessionInfo:
+def _advance(
+    session: SessionInfo, info: LockInfo, lock: LockView, record: list[Event]
+) -> SessionInfo:
     """Move one session along by what its lock file says now (dead is checked: its
     trainer's process, not the flock alone, decides whether it was abandoned)."""
     if session.ended:

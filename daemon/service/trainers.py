@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from daemon.eventlog.fold import SessionInfo, State
-from daemon.protocol import LockInfo, Liveness, ProcessIdentity, SystemProbe, identity_of
+from daemon.protocol import Liveness, LockInfo, ProcessIdentity, SystemProbe, identity_of
 from daemon.protocol.liveness import Probe, liveness
 
 
