@@ -151,8 +151,7 @@ def as_uid(uid: int, work: Callable[[], object]) -> object:
 
 def test_a_daemon_that_cannot_see_the_trainer_assumes_it_alive(invisible_proc: Path) -> None:
     trainer = subprocess.Popen(
-        ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups"]
-        + ["sleep", "60"]
+        ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups", "sleep", "60"]
     )
     try:
         start = read_start_time(trainer.pid)  # root sees it; the trainer wrote this itself
@@ -165,7 +164,9 @@ def test_a_daemon_that_cannot_see_the_trainer_assumes_it_alive(invisible_proc: P
             files = scan_open_files(invisible_proc)
             return [s.signal, s.start_time, liveness(who, probe), files.complete]
 
-        signal, start_seen, verdict, complete = as_uid(DAEMON_UID, look)  # type: ignore[misc]
+        looked = as_uid(DAEMON_UID, look)
+        assert isinstance(looked, list)
+        signal, start_seen, verdict, complete = looked
         assert signal == "denied"  # kill(pid, 0): EPERM, not ESRCH
         assert start_seen is None  # /proc/PID is invisible: ENOENT although it lives
         assert verdict == "alive"

@@ -121,4 +121,5 @@ def test_someone_else_holding_the_new_file_is_reported_and_the_old_flock_kept(
         lock.write(info.with_state("stopped", "completed"))  # still works, on the old inode
     finally:
         os.close(intruder)
-    wait_until("the lock file taken again", lambda: ours_again(lock, lock.info), timeout=5)
+    final = info.with_state("stopped", "completed")
+    wait_until("the lock file taken again", lambda: ours_again(lock, final), timeout=5)
