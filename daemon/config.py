@@ -14,13 +14,15 @@ import json
 import math
 import types
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from daemon.errors import ConfigError
 from daemon.protocol.jsonfile import JSONFileError, read_object
 
 T = TypeVar("T")
+PREPARE_CLEARS = ("logs", "models/checkpoints", "models/backups")
+"""What prepare clears by default (DESIGN.md, lock protocol, "prepare")."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class DaemonConfig:
     """Fall back to a polling observer when inotify watches run out."""
     retry_max_s: float = 300.0
     """Longest wait before a failed archive task is tried again (5 s, doubling up to this)."""
+    prepare_clears: tuple[str, ...] = PREPARE_CLEARS
+    """Folders (workspace-relative, inside logs/ or models/) whose files prepare removes
+    once a verified archive holds them unchanged; the final model in models/ stays."""
 
     def __post_init__(self) -> None:
         for name in ("keep_last", "keep_daily", "keep_weekly"):
@@ -75,6 +80,26 @@ class DaemonConfig:
         for name in ("archive_dir", "lock_file", "event_log"):
             if not getattr(self, name).strip():
                 raise ValueError(f"{name} must not be empty")
+        for folder in self.prepare_clears:
+            check_cleared_folder(folder)
+
+
+def check_cleared_folder(folder: str) -> None:
+    """A ``prepare_clears`` entry: logs/ or a folder below logs/ or models/, nothing else
+    (models/ itself holds the final model, which the next session needs)."""
+    parts = PurePosixPath(folder).parts
+    bad = (
+        not parts
+        or folder.startswith("/")
+        or any(p in ("..", ".", "") for p in folder.split("/"))
+        or parts[0] not in ("logs", "models")
+        or parts == ("models",)
+    )
+    if bad:
+        raise ValueError(
+            f"key 'prepare_clears' must list relative folders inside logs/ or models/ "
+            f'(such as "logs" or "models/checkpoints"), got {folder!r}'
+        )
 
 
 @dataclass(frozen=True)
@@ -219,6 +244,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
+    elif hint == tuple[str, ...]:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
     else:  # pragma: no cover - a field type this parser does not know is a programming error
         raise TypeError(f"unsupported config type {hint!r}")
     raise ConfigError(f"{where} must be {_describe(hint)}, got {json.dumps(value)}")
@@ -230,4 +258,5 @@ def _describe(hint: Any) -> str:
         int: "an integer",
         float: "a finite number",
         str: "a string",
+        tuple[str, ...]: "a list of strings",
     }.get(hint, str(hint))

@@ -37,6 +37,7 @@ from daemon.eventlog.events import (
 from daemon.eventlog.fold import State, fold
 from daemon.eventlog.store import EventStore
 from daemon.identity import Identity, ensure_identity, read_identity
+from daemon.openfiles import OpenFiles
 from daemon.retention import Decision, Policy, decide
 
 REASONS = ("pre_training", "post_training", "abandoned", "manual", "recovery")
@@ -304,14 +305,19 @@ def prepare_logs(
     session_id: str,
     *,
     still_ours: Callable[[], bool] | None = None,
+    open_files: OpenFiles | None = None,
 ) -> Prepared:
-    """Remove from logs/ every file the verified archive holds unchanged.
+    """Remove from logs/ and the other ``prepare_clears`` folders (by default also
+    models/checkpoints/ and models/backups/) every file the verified archive holds
+    unchanged; the final model, config/ and root checkpoints stay.
 
     A file is removed only when its size, mtime and sha256 all equal the
-    manifest's; anything else (changed, new, a symlink) stays. ``still_ours``
-    is asked just before each unlink and each folder removal: once it says
-    False (the trainer stopped waiting and may be writing logs), nothing more
-    is removed and ``PrepareSkipped`` is recorded instead of ``WorkspacePrepared``.
+    manifest's and no live process holds it open (``open_files``, from
+    :func:`~daemon.openfiles.scan_open_files`); anything else (changed, new, a
+    symlink, open) stays. ``still_ours`` is asked just before each unlink and each
+    folder removal: once it says False (the trainer stopped waiting and may be
+    writing logs), nothing more is removed and ``PrepareSkipped`` is recorded
+    instead of ``WorkspacePrepared``.
     """
     state = ws.state()
     info = state.archives.get(archive_path.name)
@@ -320,11 +326,12 @@ def prepare_logs(
     manifest = engine.read_manifest(archive_path)
     root = ws.paths.workspace
     ours = still_ours or (lambda: True)
+    clears = ws.settings.daemon.prepare_clears
     removed = kept = 0
-    members = [m for m in manifest.members if m.path.startswith("logs/")]
+    members = [m for m in manifest.members if clears_member(clears, m.path)]
     for i, member in enumerate(members):
         path = root / member.path
-        if not _holds_unchanged(path, member):
+        if not _holds_unchanged(path, member, open_files):
             kept += 1
         elif not ours():
             ws.record(PrepareSkipped(session_id, archive_path.name, removed=removed))
@@ -332,9 +339,10 @@ def prepare_logs(
         else:
             path.unlink()
             removed += 1
-    if not _remove_empty_dirs(root / "logs", ours):
-        ws.record(PrepareSkipped(session_id, archive_path.name, removed=removed))
-        return Prepared(removed, kept, complete=False)
+    for folder in clears:
+        if not _remove_empty_dirs(root / folder, ours):
+            ws.record(PrepareSkipped(session_id, archive_path.name, removed=removed))
+            return Prepared(removed, kept, complete=False)
     ws.record(
         WorkspacePrepared(
             session_id=session_id, archive=archive_path.name, removed=removed, kept=kept
@@ -343,13 +351,22 @@ def prepare_logs(
     return Prepared(removed, kept)
 
 
-def _holds_unchanged(path: Path, member: engine.MemberRecord) -> bool:
+def clears_member(clears: Sequence[str], arcname: str) -> bool:
+    """Whether prepare may clear the archive member ``arcname`` (a pure decision)."""
+    return any(arcname.startswith(folder.rstrip("/") + "/") for folder in clears)
+
+
+def _holds_unchanged(
+    path: Path, member: engine.MemberRecord, open_files: OpenFiles | None = None
+) -> bool:
     try:
         st = path.lstat()
     except FileNotFoundError:
         return False
     if not stat.S_ISREG(st.st_mode) or st.st_size != member.size:
         return False
+    if open_files is not None and open_files.holds(st):
+        return False  # a live process has it open: never removed under it
     same_time = (
         st.st_mtime_ns == member.mtime_ns
         if member.mtime_ns

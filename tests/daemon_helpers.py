@@ -318,6 +318,38 @@ def _hang(workspace: Path, archive: bool) -> None:
     signal.pause()
 
 
+def run_dying_trainer(workspace: Path) -> tuple[str, bool]:
+    """A trainer process killed between truncate and write: (its session id, acked?).
+
+    It starts a session, writes logs, truncates its lock file and exits (the kernel
+    drops its flock): dead for real, as the daemon checks (pid, start time, boot id).
+    """
+    proc = subprocess.run(
+        [PYTHON, "-m", "tests.daemon_helpers", "die-mid-write", str(workspace)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    session_id, acked = proc.stdout.split()
+    return session_id, acked == "acked"
+
+
+def _die_mid_write(workspace: Path) -> None:
+    trainer = FakeTrainer(workspace)
+    acked = trainer.start() is not None
+    trainer.write_logs(2)
+    fd = trainer.lock._fd
+    assert fd is not None
+    os.ftruncate(fd, 0)  # the first half of write_in_place, and then it dies
+    print(trainer.session_id, "acked" if acked else "no-ack", flush=True)
+    os._exit(0)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "hang":
         _hang(Path(sys.argv[2]), sys.argv[3] == "1")
+    elif sys.argv[1] == "die-mid-write":
+        _die_mid_write(Path(sys.argv[2]))

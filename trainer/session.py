@@ -2,7 +2,10 @@
 
 Order of events (DESIGN.md, "Lock-file protocol"):
 
-1. take the flock on the lock file (a second trainer: exit 2) and write ``starting``;
+1. take the flock on the workspace folder and on the lock file (a second trainer, or a
+   lock file naming a live trainer: exit 2) and write ``starting``; from then on a
+   :class:`LockKeeper` takes the lock file again within a second if someone deletes
+   or replaces it;
 2. if ``archive`` is true and a daemon is alive, wait (at most ``ack_timeout_s``,
    saying so in the log every few seconds) for its acknowledgement; with no daemon
    alive, or ``--no-archive``, go on at once and say so in the training log;
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING
 from daemon.protocol import (
     LockHeldError,
     LockInfo,
+    LockKeeper,
     Outcome,
     TrainerLock,
     daemon_alive,
@@ -97,6 +101,14 @@ def await_daemon(plan: RunPlan, info: LockInfo, signals: SignalRecorder, logs: L
     return True
 
 
+def _lock_report(outcome: str) -> None:
+    """What the :class:`LockKeeper` found: the lock file taken again, or why not."""
+    if outcome == "retaken":
+        log.warning("the lock file was deleted or replaced: took it again")
+    else:
+        log.error("%s; training goes on (nothing is lost)", outcome)
+
+
 def exit_code(outcome: Outcome, signum: int | None) -> int:
     if outcome == "completed":
         return EXIT_OK
@@ -115,14 +127,14 @@ def run_session(plan: RunPlan, *, progress: bool = False) -> int:
     wall_start = time.monotonic()
     started = datetime.now(UTC)
     info = LockInfo.new(archive=plan.archive, now=started)
-    lock = TrainerLock(plan.lock_path)
+    lock = TrainerLock(plan.lock_path, guard=plan.workspace)
     with SignalRecorder() as signals:
         try:
             lock.acquire(info)
         except LockHeldError as e:
             print(f"trainer: {e}", file=sys.stderr)
             return EXIT_USAGE
-        with lock:
+        with lock, LockKeeper(lock, report=_lock_report):
             outcome = _locked_session(plan, info, lock, signals, started, wall_start, progress)
     return exit_code(outcome, signals.signum)
 

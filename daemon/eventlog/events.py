@@ -140,6 +140,10 @@ class SessionStarted(Event):
     host: str = ""
     started_at: str = ""
     archive: bool = True
+    boot_id: str = ""
+    """With ``pid`` and ``start_time``, who the trainer is (absent in older logs)."""
+    start_time: int | None = None
+    """The trainer process's start time in clock ticks after boot (``/proc/PID/stat``)."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,8 @@ class PrepareSkipped(Event):
     archive: str
     removed: int = 0
     """Files removed before it stopped (0 when it never began); no folder was removed."""
+    why: str = ""
+    """Why, when it is not the lock (an earlier session's trainer still lives)."""
 
 
 # --- archives ----------------------------------------------------------------

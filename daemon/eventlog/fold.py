@@ -33,6 +33,8 @@ class SessionInfo:
     pid: int = 0
     host: str = ""
     started_at: str = ""
+    boot_id: str = ""
+    start_time: int | None = None
     outcome: str | None = None
     acknowledged: bool = False
     pre_archive: str | None = None
@@ -159,6 +161,8 @@ class _Builder:
                     pid=d.get("pid", 0),
                     host=d.get("host", ""),
                     started_at=d.get("started_at", ""),
+                    boot_id=d.get("boot_id", ""),
+                    start_time=d.get("start_time"),
                 )
             case "SessionAcknowledged":
                 self.session(d["session_id"], acknowledged=True, pre_archive=d.get("archive"))

@@ -9,7 +9,9 @@ Its modules import nothing of ``daemon`` outside this package.
   the protocol's constants, file names and errors;
 - ``files``: flock probes and holds, in-place and atomic writes;
 - ``reading``: reading the lock and the ack, and what makes a lock stale;
-- ``trainer_lock``: the trainer's side (its lock for life, the wait for the ack);
+- ``liveness``: whether a trainer's process lives (pid, start time, boot id);
+- ``trainer_lock``: the trainer's side (its lock for life, taken again when the
+  file is lost, the wait for the ack);
 - ``jsonfile``: reading a JSON object with one-line errors, shared by both
   programs' config loaders.
 
@@ -39,6 +41,7 @@ from daemon.protocol.document import (
     daemon_lock_path,
     new_session_id,
     read_boot_id,
+    read_start_time,
     resolve_lock_path,
 )
 from daemon.protocol.files import (
@@ -50,8 +53,16 @@ from daemon.protocol.files import (
     write_atomic,
     write_in_place,
 )
+from daemon.protocol.liveness import (
+    Liveness,
+    ProcessIdentity,
+    Seen,
+    SystemProbe,
+    identity_of,
+    liveness,
+)
 from daemon.protocol.reading import is_stale, read_ack, read_lock, write_ack
-from daemon.protocol.trainer_lock import TrainerLock, wait_for_ack
+from daemon.protocol.trainer_lock import LockKeeper, TrainerLock, wait_for_ack
 
 __all__ = [
     "ACK_SUFFIX",
@@ -64,24 +75,32 @@ __all__ = [
     "START_RETRY_S",
     "STATES",
     "Ack",
+    "Liveness",
     "LockFileError",
     "LockHeldError",
     "LockInfo",
+    "LockKeeper",
     "LockState",
     "Outcome",
+    "ProcessIdentity",
     "ProtocolError",
+    "Seen",
+    "SystemProbe",
     "TrainerLock",
     "ack_path",
     "daemon_alive",
     "daemon_lock_path",
     "fsync_dir",
     "held_exclusively",
+    "identity_of",
     "is_stale",
+    "liveness",
     "lock_is_held",
     "new_session_id",
     "read_ack",
     "read_boot_id",
     "read_lock",
+    "read_start_time",
     "resolve_lock_path",
     "try_flock",
     "wait_for_ack",

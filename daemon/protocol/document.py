@@ -63,6 +63,11 @@ class LockInfo:
     state: LockState
     outcome: Outcome | None = None
     protocol: int = PROTOCOL_VERSION
+    start_time: int | None = None
+    """The trainer process's start time in clock ticks after boot (``/proc/PID/stat``
+    field 22): with ``pid`` and ``boot_id`` it names one process, whatever reuses the pid.
+    Optional in protocol 1: a document without it still parses (liveness then rests
+    on pid and boot id alone)."""
 
     @classmethod
     def new(cls, *, archive: bool, now: datetime | None = None) -> LockInfo:
@@ -73,6 +78,7 @@ class LockInfo:
             pid=os.getpid(),
             host=socket.gethostname(),
             boot_id=read_boot_id(),
+            start_time=read_start_time(os.getpid()),
             started_at=now.isoformat(timespec="seconds"),
             archive=archive,
             state="starting",
@@ -101,6 +107,7 @@ class LockInfo:
                 state=doc["state"],
                 outcome=doc.get("outcome"),
                 protocol=protocol,
+                start_time=_optional_int(doc, "start_time", source),
             )
         except KeyError as e:
             raise LockFileError(f"{source}: missing field {e.args[0]!r}") from e
@@ -157,6 +164,12 @@ def _typed(doc: dict[str, Any], key: str, kind: type, source: str) -> Any:
     return value
 
 
+def _optional_int(doc: dict[str, Any], key: str, source: str) -> int | None:
+    if doc.get(key) is None:
+        return None
+    return int(_typed(doc, key, int, source))
+
+
 def new_session_id(now: datetime | None = None) -> str:
     """A sortable, unique session id such as ``20261129T210538Z-3f9a1c``."""
     now = now or datetime.now(UTC)
@@ -168,6 +181,27 @@ def read_boot_id() -> str:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return "unknown"
+
+
+def read_start_time(pid: int, *, proc: Path = Path("/proc")) -> int | None:
+    """Process ``pid``'s start time in clock ticks after boot, or None when it cannot
+    be read (no such process, or /proc hides it: ``hidepid``, ``ProtectProc=invisible``)."""
+    try:
+        text = (proc / str(pid) / "stat").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return parse_start_time(text)
+
+
+def parse_start_time(stat_line: str) -> int | None:
+    """Field 22 of a ``/proc/PID/stat`` line. The command name (field 2) is in
+    parentheses and may hold spaces and parentheses itself, so fields are counted
+    from the *last* ``)``."""
+    fields = stat_line[stat_line.rfind(")") + 1 :].split()
+    try:
+        return int(fields[19])  # fields[0] is field 3 (state): field 22 is fields[19]
+    except (IndexError, ValueError):
+        return None
 
 
 # --- paths -----------------------------------------------------------------

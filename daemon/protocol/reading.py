@@ -12,6 +12,7 @@ from pathlib import Path
 
 from daemon.protocol.document import READ_RETRY_S, Ack, LockFileError, LockInfo, ack_path
 from daemon.protocol.files import write_atomic
+from daemon.protocol.liveness import Liveness
 
 
 def read_lock(
@@ -56,6 +57,16 @@ def write_ack(lock_path: Path, ack: Ack) -> None:
     write_atomic(ack_path(lock_path), ack.to_json())
 
 
-def is_stale(info: LockInfo | None, *, held: bool) -> bool:
-    """A lock belongs to a dead trainer when nobody holds it and it never reached ``stopped``."""
-    return info is not None and not held and info.state != "stopped"
+def is_stale(info: LockInfo | None, *, held: bool, trainer: Liveness = "unknown") -> bool:
+    """A lock belongs to a dead trainer when it never reached ``stopped`` and its trainer
+    is gone (DESIGN.md, "stale": dead is checked, not assumed).
+
+    ``trainer`` is :func:`~daemon.protocol.liveness.liveness` of the document's
+    process. ``alive`` is never stale, whoever holds the flock (the file may have
+    been deleted or replaced, so the flock is on another inode); ``dead`` is stale
+    even if some other process holds the new file's flock; only when this machine
+    cannot tell (``unknown``: another host) does the flock decide, as before.
+    """
+    if info is None or info.state == "stopped" or trainer == "alive":
+        return False
+    return trainer == "dead" or not held

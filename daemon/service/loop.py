@@ -284,7 +284,7 @@ class Daemon:
 
     def _check_lock(self, now: float, *, submit: bool = True) -> None:
         path = self.settings.paths.lock_file
-        view, error = observe_lock(path)
+        view, error = observe_lock(path, state=self._state())
         if error is not None:
             self._lock_invalid(path, error)
         plan = decide(view, self._state(), now=now, retry_at=self._retry_at)

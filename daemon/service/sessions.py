@@ -17,7 +17,7 @@ its ``ArchiveCompleted`` cannot produce a second one.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -37,8 +37,10 @@ from daemon.eventlog.events import (
     SessionStopped,
 )
 from daemon.eventlog.fold import FINAL_REASONS, SessionInfo, State
+from daemon.openfiles import scan_open_files
 from daemon.ops import Workspace
-from daemon.protocol import LockInfo
+from daemon.protocol import Liveness, LockInfo
+from daemon.service.trainers import prepare_blockers, probe_trainers
 
 TaskKind = Literal["prepare", "finalize", "rotate"]
 
@@ -53,6 +55,13 @@ class LockView:
     """Whether some process held its flock."""
     invalid: bool = False
     """The file exists but holds no valid protocol document."""
+    trainers: Mapping[str, Liveness] = field(default_factory=dict)
+    """Liveness of the trainers of the lock's session and of every unfinished one
+    (:func:`~daemon.service.trainers.probe_trainers`); a session missing here is
+    ``unknown``, for which the flock decides."""
+
+    def trainer(self, session_id: str) -> Liveness:
+        return self.trainers.get(session_id, "unknown")
 
 
 @dataclass(frozen=True)
@@ -123,21 +132,24 @@ def decide(
                     host=info.host,
                     started_at=info.started_at,
                     archive=info.archive,
+                    boot_id=info.boot_id,
+                    start_time=info.start_time,
                 )
             )
             session = SessionInfo(info.session_id, "starting", archive=info.archive, pid=info.pid)
             order.append(info.session_id)
-        sessions[info.session_id] = _advance(session, info, lock.held, record)
+        sessions[info.session_id] = _advance(session, info, lock, record)
     if not (lock.invalid and lock.held):
         # Sessions the log thinks alive that the lock no longer speaks for ended
-        # while nobody watched: only the lock's own session can hold it. An
-        # invalid lock nobody holds speaks for no one: its writer died mid-write
+        # while nobody watched, unless their trainer's process still lives: the
+        # lock file may have been deleted or replaced under it (it takes it again).
+        # An invalid lock nobody holds speaks for no one: its writer died mid-write
         # (killed between truncate and write, or the write hit ENOSPC). Only an
         # invalid lock that is held may be a live trainer's, so it abandons nothing.
         current = info.session_id if info is not None else None
         for sid in order:
             s = sessions[sid]
-            if sid != current and not s.ended:
+            if sid != current and not s.ended and lock.trainer(sid) != "alive":
                 record.append(SessionAbandoned(session_id=sid, pid=s.pid, last_state=s.state))
                 sessions[sid] = replace(s, state="abandoned")
     tasks: list[Task] = []
@@ -155,15 +167,18 @@ def decide(
     return Plan(tuple(record), ready)
 
 
-def _advance(session: SessionInfo, info: LockInfo, held: bool, record: list[Event]) -> SessionInfo:
-    """Move one session along by what its lock file says now."""
+def _advance(
+    session: SessionInfo, info: LockInfo, lock: LockView, record: list[Event]
+) -> SessionInfo:
+    """Move one session along by what its lock file says now (dead is checked: its
+    trainer's process, not the flock alone, decides whether it was abandoned)."""
     if session.ended:
         return session
     sid = info.session_id
     if info.state == "stopped":
         record.append(SessionStopped(session_id=sid, outcome=info.outcome))
         return replace(session, state="stopped", outcome=info.outcome)
-    if not held:
+    if protocol.is_stale(info, held=lock.held, trainer=lock.trainer(sid)):
         record.append(SessionAbandoned(session_id=sid, pid=info.pid, last_state=info.state))
         return replace(session, state="abandoned")
     if info.state == "running" and session.state == "starting":
@@ -180,8 +195,22 @@ def backoff(failures: int, *, base_s: float = 5.0, cap_s: float = 300.0) -> floa
 # --- the thin executor: IO around the decision --------------------------------
 
 
-def observe_lock(path: Path, *, attempts: int = 3) -> tuple[LockView, str | None]:
+def observe_lock(
+    path: Path, *, state: State | None = None, attempts: int = 3
+) -> tuple[LockView, str | None]:
     """Look at the lock file: (view, error text if its content is invalid).
+
+    With ``state``, the view also tells whether the trainers of the lock's
+    session and of every unfinished session still live (their processes).
+    """
+    view, error = _look(path, attempts)
+    if state is not None:
+        view = replace(view, trainers=probe_trainers(view.info, state))
+    return view, error
+
+
+def _look(path: Path, attempts: int) -> tuple[LockView, str | None]:
+    """One look at the lock file, without probing processes.
 
     The flock is probed *before* the content is read, and probed again before a
     lock is called abandoned: a trainer writes ``stopped`` before it releases,
@@ -231,9 +260,15 @@ def run_task(ws: Workspace, task: Task, *, progress: ops.Progress | None = None)
     if name is not None:
         lock_file = ws.paths.lock_file
         view, _ = observe_lock(lock_file)
-        if may_prepare(view, sid):
+        open_files = scan_open_files()
+        blockers = prepare_blockers(state, sid, see_all=open_files.complete)
+        if blockers:
+            ws.record(PrepareSkipped(session_id=sid, archive=name, why="; ".join(blockers)))
+        elif may_prepare(view, sid):
             still_ours = partial(lock_still_ours, lock_file, sid)
-            ops.prepare_logs(ws, ws.paths.archive_dir / name, sid, still_ours=still_ours)
+            ops.prepare_logs(
+                ws, ws.paths.archive_dir / name, sid, still_ours=still_ours, open_files=open_files
+            )
         else:
             ws.record(PrepareSkipped(session_id=sid, archive=name))
     protocol.write_ack(ws.paths.lock_file, protocol.Ack(session_id=sid, ready=True, archive=name))

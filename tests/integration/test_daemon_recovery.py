@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import zipfile
@@ -19,6 +18,7 @@ from tests.daemon_helpers import (
     FakeTrainer,
     NotifySocket,
     make_daemon_workspace,
+    run_dying_trainer,
     workspace_id,
 )
 
@@ -91,23 +91,20 @@ def test_a_trainer_dead_with_an_empty_lock_is_abandoned_and_archived(tmp_path: P
     daemon = DaemonProcess(ws, notify)
     try:
         daemon.wait_ready()
-        trainer = FakeTrainer(ws)
-        assert trainer.start() is not None
-        trainer.write_logs(2)
-        fd = trainer.lock._fd
-        assert fd is not None
-        os.ftruncate(fd, 0)  # the first half of write_in_place...
-        trainer.lock.release()  # ...and then the trainer dies: its flock goes with it
-        daemon.wait_event("SessionAbandoned", session_id=trainer.session_id)
+        # the first half of write_in_place, and then the trainer dies: its flock goes with it
+        # (a real process that exits: dead is checked by pid, start time and boot id)
+        session_id, acked = run_dying_trainer(ws)
+        assert acked
+        daemon.wait_event("SessionAbandoned", session_id=session_id)
         done = daemon.wait_event("ArchiveCompleted", reason="abandoned")
-        assert done.data["session_id"] == trainer.session_id
+        assert done.data["session_id"] == session_id
         assert len(daemon.events("LockFileInvalid")) == 1
         assert daemon.terminate() == 0
     finally:
         daemon.stop()
         notify.close()
     manifest = engine.read_manifest(ws / "archives" / done.data["name"])
-    assert manifest.member(f"logs/{trainer.session_id}_1.log") is not None
+    assert manifest.member(f"logs/{session_id}_1.log") is not None
 
 
 def test_adopting_unrecorded_archives_extends_the_start_timeout(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ def test_the_protocol_pulls_in_no_daemon_machinery():
     loaded = modules_after_import("daemon.protocol")
     assert {m for m in loaded if m.startswith("daemon")} - {"daemon"} == {
         f"daemon.protocol.{name}"
-        for name in ("document", "files", "jsonfile", "reading", "trainer_lock")
+        for name in ("document", "files", "jsonfile", "liveness", "reading", "trainer_lock")
     } | {"daemon.protocol"}
     for heavy in ("watchdog", "apscheduler", "sqlite3", "structlog"):
         assert heavy not in loaded

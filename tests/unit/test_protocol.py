@@ -26,8 +26,10 @@ def test_lock_info_round_trips_with_the_contract_fields():
         "archive",
         "state",
         "outcome",
+        "start_time",  # additive: identifies the process beside pid and boot id
     ]
     assert doc["protocol"] == 1 and doc["state"] == "starting" and doc["outcome"] is None
+    assert doc["start_time"] == p.read_start_time(os.getpid()) and doc["start_time"] > 0
     assert p.LockInfo.from_json(info.to_json()) == info
     stopped = info.with_state("stopped", "completed")
     assert p.LockInfo.from_json(stopped.to_json()).outcome == "completed"

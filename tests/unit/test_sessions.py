@@ -60,7 +60,9 @@ def test_no_lock_file_no_session_nothing_to_do() -> None:
 
 def test_a_starting_session_is_recorded_and_prepared() -> None:
     plan = decide(LockView(INFO, held=True), State(), now=0)
-    assert plan.record == (SessionStarted("s1", pid=42, host="h", started_at="t", archive=True),)
+    assert plan.record == (
+        SessionStarted("s1", pid=42, host="h", started_at="t", archive=True, boot_id="b"),
+    )
     assert plan.tasks == (Task("prepare", "s1", "pre_training"),)
     state = record(State(), *plan.record, SessionAcknowledged("s1", "a.zip"))
     assert decide(LockView(INFO, held=True), state, now=0).tasks == ()
