@@ -109,6 +109,23 @@ class WatcherDegraded(Event):
 
 
 @dataclass(frozen=True)
+class WatchRearmed(Event):
+    """``logs/`` or ``models/`` is no longer the folder the watch was set on (moved away,
+    deleted, recreated, mounted over): the old watch was dropped and, unless ``missing``,
+    a new one set on the folder now at that path (identified by ``new_inode``)."""
+
+    area: Area
+    reason: str
+    """``missing``, ``appeared``, ``replaced`` (another folder at the path) or ``watch_lost``."""
+    trigger: str = ""
+    """What made the daemon look: the notification (``moved``, ``deleted``, ``created``) or
+    ``tick`` (the periodic identity check)."""
+    old_inode: int | None = None
+    new_inode: int | None = None
+    missing: bool = False
+
+
+@dataclass(frozen=True)
 class ModelInvalid(Event):
     """A model zip in models/ cannot be opened as a zip (truncated or corrupt).
 
@@ -279,6 +296,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         FileMoved,
         Rescanned,
         WatcherDegraded,
+        WatchRearmed,
         ModelInvalid,
         SessionStarted,
         SessionAcknowledged,
