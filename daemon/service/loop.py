@@ -56,7 +56,7 @@ from daemon.service.sessions import (
     reconcile_archives,
     run_task,
 )
-from daemon.service.texts import health_fields, status_text, version
+from daemon.service.texts import health_fields, rearm_text, status_text, version
 from daemon.watch.coalesce import Coalescer, Raw, settle
 from daemon.watch.observer import AreaChanged, LockTouched, RescanWanted, Watcher
 from daemon.watch.rescan import diff, snapshot, stat_file
@@ -334,9 +334,9 @@ class Daemon:
         wait = backoff(count, cap_s=self.settings.daemon.retry_max_s)
         self._retry_at[done.task] = self.clock() + wait
 
-    def _rearm(self, trigger: str) -> None:
-        """A watched folder moved, went or came: watch the one at the path now, then rescan."""
+    def _rearm(self, trigger: str) -> None:  # a watched folder moved, went or came: follow it
         if changes := self.watcher.rearm(trigger):
+            self._status(rearm_text(changes))  # health and STATUS= say so, then rescan
             self.ws.record_many(changes)
             self._rescan = self._rescan or "rearm"
 

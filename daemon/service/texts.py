@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _dist_version
 from typing import Protocol
 
+from daemon.eventlog.events import WatchRearmed
 from daemon.eventlog.fold import State
 from daemon.service.sessions import Task
 from daemon.watch.coalesce import Coalescer
@@ -46,6 +47,12 @@ def status_text(
     if missing:
         text += f", degraded: {' and '.join(f'{a}/' for a in missing)} missing, not watched"
     return f"stopping: {text}" if stopping else text
+
+
+def rearm_text(changes: Sequence[WatchRearmed]) -> str:
+    """The status while watches move to new folders (the rescan after it follows at once)."""
+    what = ", ".join(f"{c.area}/ {c.reason}" for c in changes)
+    return f"re-arming watches ({what}), rescanning"
 
 
 def health_fields(
