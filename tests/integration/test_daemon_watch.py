@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.eventlog.events import StoredEvent
 from tests.daemon_helpers import (
     PYTHON,
     REPO,
@@ -131,7 +132,7 @@ def test_an_area_moved_away_and_made_again_is_followed(
     (ws / area / "later").mkdir()
     new_inode = os.stat(ws / area).st_ino
 
-    def rearmed() -> object:
+    def rearmed() -> StoredEvent | None:
         return daemon.has("WatchRearmed", area=area, new_inode=new_inode, missing=False)
 
     change = wait_until(rearmed, SOON_S, f"WatchRearmed for the new {area}/")

@@ -241,7 +241,7 @@ def test_a_deleted_area_is_missing_until_it_is_made_again(
     assert watcher.rearm("created") == [
         WatchRearmed("models", "appeared", "created", None, new_inode, missing=False)
     ]
-    assert watcher.missing == ()
+    assert not watcher.missing
     (tmp_path / "models/m.zip").write_bytes(b"PK")
     sink.until(Raw("created", "models/m.zip"))
 
