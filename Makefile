@@ -29,6 +29,7 @@ typecheck: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) tests/benchmarks/bench_archive.py
 	$(PY) tests/benchmarks/bench_daemon.py
+	$(PY) tests/benchmarks/bench_watch.py
 	$(PY) tests/benchmarks/bench_trainer.py
 
 clean:
