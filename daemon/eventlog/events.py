@@ -122,7 +122,11 @@ class WatchRearmed(Event):
     ``tick`` (the periodic identity check)."""
     old_inode: int | None = None
     new_inode: int | None = None
+    """The folder now watched; None when nothing is (``missing``, or ``error``)."""
     missing: bool = False
+    """No folder at the path: nothing is watched until one appears."""
+    error: str = ""
+    """Why the new folder could not be watched (the inotify watch limit, say)."""
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,7 @@ class Watcher(Service):
         self._area_watch: dict[Area, ObservedWatch | None] = {}
         self._armed: dict[Area, Ident | None] = {}
         """The identity of the folder each area's watch was set on (None: not watched)."""
+        self._area_events = AREA_EVENTS
         self._made_areas = False
         self.mode = "stopped"
 
@@ -248,19 +249,27 @@ class Watcher(Service):
             raise
         return observer
 
-    def _arm(self, observer: BaseObserver, area: Area, ident: Ident | None) -> None:
-        """Watch the folder now at ``area``'s path (identified by ``ident``), if there is one."""
+    def _arm(self, observer: BaseObserver, area: Area, ident: Ident | None) -> str:
+        """Watch the folder now at ``area``'s path (identified by ``ident``), if there is one.
+
+        Returns why no watch could be set ("" when it was, or there is no folder). A
+        folder that cannot be watched (the inotify watch limit, say) is not tried again
+        until another folder is at the path: the rescans still see its files."""
         self._area_watch[area], self._armed[area] = None, None
         if ident is None:
-            return
+            return ""
         path = str(self.workspace / area)
         try:
             watch = observer.schedule(
                 self._handler, path, recursive=True, event_filter=self._area_events
             )
         except FileNotFoundError:  # gone again in between: the next look re-arms
-            return
+            return ""
+        except OSError as e:
+            self._armed[area] = ident
+            return f"{type(e).__name__}: {e}"
         self._area_watch[area], self._armed[area] = watch, ident
+        return ""
 
     def rearm(self, trigger: str) -> list[WatchRearmed]:
         """Move the watch of every area whose folder is not the one watched; say what moved.
@@ -278,8 +287,8 @@ class Watcher(Service):
             old = self._area_watch.get(plan.area)
             if old is not None:
                 _unschedule(observer, old)
-            self._arm(observer, plan.area, plan.new)
-            new = self._armed[plan.area]
+            error = self._arm(observer, plan.area, plan.new)
+            new = self._armed[plan.area] if self._area_watch[plan.area] else None
             out.append(
                 WatchRearmed(
                     area=plan.area,
@@ -287,7 +296,8 @@ class Watcher(Service):
                     trigger=trigger,
                     old_inode=plan.old[1] if plan.old else None,
                     new_inode=new[1] if new else None,
-                    missing=new is None,
+                    missing=plan.new is None,
+                    error=error,
                 )
             )
         return out
@@ -300,14 +310,17 @@ class Watcher(Service):
 
     @property
     def missing(self) -> tuple[Area, ...]:
-        """The areas that have no folder (so no watch) now."""
+        """The areas nothing watches now: no folder there (or it could not be watched)."""
         if self._observer is None:
             return ()
-        return tuple(a for a in AREAS if self._armed.get(a) is None)
+        return tuple(a for a in AREAS if self._area_watch.get(a) is None)
 
     def areas(self) -> dict[str, int | None]:
-        """Each area's watched folder (its inode), None while it is missing: for health."""
-        return {area: ident[1] if ident else None for area, ident in self._armed.items()}
+        """Each area's watched folder (its inode), None while it is not watched: for health."""
+        return {
+            area: ident[1] if ident and self._area_watch.get(area) else None
+            for area, ident in self._armed.items()
+        }
 
     def alive(self) -> bool:
         """The observer thread and every emitter thread are running.

@@ -196,3 +196,24 @@ def test_the_watchdog_keeps_being_pinged_while_a_folder_is_missing(tmp_path: Pat
     finally:
         daemon.stop()
         notify.close()
+
+
+@pytest.mark.parametrize("area", ["logs", "models"])
+def test_an_area_deleted_and_made_again_at_once_is_followed(
+    daemon: DaemonProcess, area: str
+) -> None:
+    """``rm -rf models && mkdir models``: the new folder may even get the old inode number."""
+    ws = daemon.workspace
+    known = {p for p in daemon.state().files if p.startswith(f"{area}/")}
+    shutil.rmtree(ws / area)
+    (ws / area).mkdir()
+    (ws / area / "right_after.bin").write_bytes(b"x" * 100)
+    daemon.wait_event("WatchRearmed", SOON_S, area=area)
+    daemon.wait_event("FileCreated", SOON_S, path=f"{area}/right_after.bin")
+    for path in known:
+        daemon.wait_event("FileDeleted", SOON_S, path=path)
+    last = daemon.events("WatchRearmed")[-1]
+    assert last.data["new_inode"] == os.stat(ws / area).st_ino and not last.data["missing"]
+    (ws / area / "next.bin").write_bytes(b"y")
+    daemon.wait_event("FileCreated", SOON_S, path=f"{area}/next.bin")
+    assert not [e for e in daemon.events("Rescanned") if e.data["trigger"] == "schedule"]

@@ -275,3 +275,38 @@ def test_a_tmpfs_mounted_over_an_area_is_watched_after_the_next_look(
     finally:
         watcher.stop()  # release the watch before unmounting
         subprocess.run(["umount", str(logs)], check=True)
+
+
+def test_a_new_folder_that_cannot_be_watched_is_said_once_and_not_retried(
+    tmp_path: Path, sink: Sink
+) -> None:
+    class WatchLimit(type(Observer())):  # type: ignore[misc]
+        full = False
+
+        def schedule(self, *args: object, **kwargs: object) -> object:
+            if self.full:
+                raise OSError(errno.ENOSPC, "inotify watch limit reached")
+            return super().schedule(*args, **kwargs)
+
+    observers: list[WatchLimit] = []
+
+    def factory() -> BaseObserver:
+        observers.append(WatchLimit())
+        return observers[-1]
+
+    with Watcher(tmp_path, tmp_path / "training.lock", sink, observer_factory=factory) as w:
+        observers[-1].full = True
+        os.rename(tmp_path / "logs", tmp_path / "logs.old")
+        (tmp_path / "logs").mkdir()
+        sink.until(AreaChanged("logs", "created"))
+        [change] = w.rearm("created")
+        assert change.reason == "replaced" and change.new_inode is None and not change.missing
+        assert "watch limit" in change.error
+        assert w.missing == ("logs",) and w.areas()["logs"] is None and w.alive()
+        assert w.rearm("tick") == [], "the same folder is not tried (and said) every tick"
+        observers[-1].full = False
+        os.rename(tmp_path / "logs", tmp_path / "logs.old2")  # kept: its inode is not reused
+        (tmp_path / "logs").mkdir()  # another folder: tried again
+        [change] = w.rearm("tick")
+        assert change.new_inode == os.stat(tmp_path / "logs").st_ino and not change.error
+        assert w.missing == ()
