@@ -309,4 +309,4 @@ def test_a_new_folder_that_cannot_be_watched_is_said_once_and_not_retried(
         (tmp_path / "logs").mkdir()  # another folder: tried again
         [change] = w.rearm("tick")
         assert change.new_inode == os.stat(tmp_path / "logs").st_ino and not change.error
-        assert w.missing == ()
+        assert not w.missing
