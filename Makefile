@@ -34,6 +34,7 @@ bench: $(VENV)/.installed
 	$(PY) tests/benchmarks/bench_archive.py
 	$(PY) tests/benchmarks/bench_daemon.py
 	$(PY) tests/benchmarks/bench_trainer_daemon.py
+	$(PY) tests/benchmarks/bench_watch.py
 	$(PY) tests/benchmarks/bench_trainer.py
 
 clean:

@@ -117,6 +117,27 @@ class WatcherDegraded(Event):
 
 
 @dataclass(frozen=True)
+class WatchRearmed(Event):
+    """``logs/`` or ``models/`` is no longer the folder the watch was set on (moved away,
+    deleted, recreated, mounted over): the old watch was dropped and, unless ``missing``,
+    a new one set on the folder now at that path (identified by ``new_inode``)."""
+
+    area: Area
+    reason: str
+    """``missing``, ``appeared``, ``replaced`` (another folder at the path) or ``watch_lost``."""
+    trigger: str = ""
+    """What made the daemon look: the notification (``moved``, ``deleted``, ``created``) or
+    ``tick`` (the periodic identity check)."""
+    old_inode: int | None = None
+    new_inode: int | None = None
+    """The folder now watched; None when nothing is (``missing``, or ``error``)."""
+    missing: bool = False
+    """No folder at the path: nothing is watched until one appears."""
+    error: str = ""
+    """Why the new folder could not be watched (the inotify watch limit, say)."""
+
+
+@dataclass(frozen=True)
 class ModelInvalid(Event):
     """A model zip in models/ cannot be opened as a zip (truncated or corrupt).
 
@@ -297,6 +318,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         FileMoved,
         Rescanned,
         WatcherDegraded,
+        WatchRearmed,
         ModelInvalid,
         SessionStarted,
         SessionAcknowledged,

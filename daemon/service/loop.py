@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -42,10 +43,10 @@ from daemon.eventlog.events import (
     JobFailed,
     LockFileInvalid,
 )
-from daemon.eventlog.fold import FileInfo, State
+from daemon.eventlog.fold import State
 from daemon.service.model_check import ModelChecker
 from daemon.service.notify import Health, Notifier
-from daemon.service.scheduler import JobDue, Scheduler
+from daemon.service.scheduler import JobDue, Scheduler, intervals
 from daemon.service.sessions import (
     ROTATE,
     Task,
@@ -55,9 +56,9 @@ from daemon.service.sessions import (
     reconcile_archives,
     run_task,
 )
-from daemon.service.texts import health_fields, status_text, version
+from daemon.service.texts import health_fields, rearm_text, status_text, version
 from daemon.watch.coalesce import Coalescer, Raw, settle
-from daemon.watch.observer import LockTouched, RescanWanted, Watcher
+from daemon.watch.observer import AreaChanged, LockTouched, RescanWanted, Watcher
 from daemon.watch.rescan import diff, snapshot, stat_file
 
 log = structlog.get_logger("daemon.service")
@@ -96,6 +97,7 @@ class Daemon:
         self.clock = clock
         self.queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.coalescer = Coalescer(settings.daemon.coalesce_window_s)
+        self._stat = partial(stat_file, settings.paths.workspace)
         self.ws = ops.Workspace(settings, recover=True, on_append=logs.emit)
         self.health = Health(settings.paths.daemon_dir, os.getpid())
         self._stop_reason: str | None = None
@@ -147,7 +149,7 @@ class Daemon:
                 ThreadPoolExecutor(1, thread_name_prefix="archiver") as self.worker,
                 Scheduler(self.queue.put) as self.scheduler,
             ):
-                self.scheduler.schedule(self._intervals())
+                self.scheduler.schedule(intervals(self.settings.daemon))
                 self._rescan_now("start")
                 self._act(self.clock())  # the lock, and the work owed since the last run
                 self.notifier.ready(self._status_text())
@@ -222,6 +224,8 @@ class Daemon:
             self._lock_recheck = self.clock() + LOCK_RECHECK_S
         elif isinstance(item, RescanWanted):
             self._rescan = self._rescan or item.trigger
+        elif isinstance(item, AreaChanged):
+            self._rearm(item.trigger)
         elif isinstance(item, JobDue):
             self._job_due(item.name)
         elif isinstance(item, TaskDone):
@@ -232,6 +236,7 @@ class Daemon:
     def _job_due(self, name: str) -> None:
         if name == "stale_check":
             self._lock_dirty = True
+            self._rearm("tick")  # two lstat calls: is each area still the folder watched?
             if not self.watcher.alive():
                 self._restart_watcher()
         elif name == "rescan":
@@ -243,6 +248,7 @@ class Daemon:
         if self._reload:
             self._reload = False
             self._reload_config()
+        self.coalescer.poll(self._stat, now)  # files that stay open: did they grow?
         due = self.coalescer.due(now)
         if due:
             self._record(settle(due, self._stat, self._state().files))
@@ -267,9 +273,6 @@ class Daemon:
         self._view = self.ws.state()
         return self._view
 
-    def _stat(self, rel: str) -> FileInfo | None:
-        return stat_file(self.settings.paths.workspace, rel)
-
     def _record(self, events: list[Event]) -> None:
         """Record events; then a ``ModelInvalid`` for each damaged model zip they name."""
         if events:
@@ -279,7 +282,8 @@ class Daemon:
     def _rescan_now(self, trigger: str) -> None:
         self._rescan = None
         current = snapshot(self.settings.paths.workspace)
-        self._record(diff(current, self._state().files, trigger))
+        self._record(events := diff(current, self._state().files, trigger))
+        self.coalescer.suspect(events, self.clock())
         self.ws.record_many(self.models.check_files(current))
 
     def _check_lock(self, now: float, *, submit: bool = True) -> None:
@@ -330,6 +334,12 @@ class Daemon:
         wait = backoff(count, cap_s=self.settings.daemon.retry_max_s)
         self._retry_at[done.task] = self.clock() + wait
 
+    def _rearm(self, trigger: str) -> None:  # a watched folder moved, went or came: follow it
+        if changes := self.watcher.rearm(trigger):
+            self._status(rearm_text(changes))  # health and STATUS= say so, then rescan
+            self.ws.record_many(changes)
+            self._rescan = self._rescan or "rearm"
+
     def _restart_watcher(self) -> None:
         log.warning("watcher died; restarting it", mode=self.watcher.mode)
         self.watcher.stop()
@@ -342,14 +352,6 @@ class Daemon:
         self._next_ping = now + self.notifier.watchdog_s
         if self.watcher.alive() and self.scheduler.alive():
             self.notifier.watchdog()
-
-    def _intervals(self) -> dict[str, float]:
-        d = self.settings.daemon
-        return {
-            "stale_check": d.stale_check_interval_s,
-            "rescan": d.rescan_interval_s,
-            "rotate": d.rotation_interval_s,
-        }
 
     def _reload_config(self) -> None:
         self.notifier.reloading()
@@ -365,7 +367,7 @@ class Daemon:
             self.ws.paths = new.paths
             self.coalescer.window_s = new.daemon.coalesce_window_s
             logs.configure(new.logging)
-            self.scheduler.schedule(self._intervals())
+            self.scheduler.schedule(intervals(self.settings.daemon))
             if new.paths.lock_file != old.paths.lock_file:
                 self.watcher.lock_file = new.paths.lock_file
                 self._restart_watcher()
@@ -375,7 +377,8 @@ class Daemon:
     # --- status -------------------------------------------------------------
 
     def _status_text(self) -> str:
-        return status_text(self._busy, self._view, stopping=self._stop_reason is not None)
+        stopping = self._stop_reason is not None
+        return status_text(self._busy, self._view, stopping=stopping, missing=self.watcher.missing)
 
     def _status(self, text: str) -> None:
         self.notifier.status(text)

@@ -140,7 +140,9 @@ class Health:
     ``watcher`` (``inotify``, ``polling`` or ``stopped``), ``watcher_alive``,
     ``scheduler_alive``, ``busy`` (the running archive task or null),
     ``pending_paths`` (paths waiting in the coalescing window),
-    ``raw_notifications`` (since start) and ``last_seq``.
+    ``raw_notifications`` (since start), ``watched_areas`` (the inode of the
+    folder each area's watch is on, null while it is missing),
+    ``missing_areas``, ``open_files`` (files polled for growth) and ``last_seq``.
     """
 
     def __init__(self, folder: Path, pid: int) -> None:

@@ -24,11 +24,21 @@ from apscheduler.events import (
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from daemon.config import DaemonConfig
 from daemon.eventlog.events import JobFailed, JobMissed
 from daemon.lifecycle import Service
 
 Sink = Callable[[object], None]
 MIN_MISFIRE_GRACE_S = 60
+
+
+def intervals(d: DaemonConfig) -> dict[str, float]:
+    """The daemon's jobs and how often each is due."""
+    return {
+        "stale_check": d.stale_check_interval_s,
+        "rescan": d.rescan_interval_s,
+        "rotate": d.rotation_interval_s,
+    }
 
 
 @dataclass(frozen=True)

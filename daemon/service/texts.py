@@ -5,10 +5,12 @@ Pure functions of what the loop holds, so they are tested without a daemon.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _dist_version
 from typing import Protocol
 
+from daemon.eventlog.events import WatchRearmed
 from daemon.eventlog.fold import State
 from daemon.service.sessions import Task
 from daemon.watch.coalesce import Coalescer
@@ -22,9 +24,18 @@ class _Watching(_Alive, Protocol):
     @property
     def mode(self) -> str: ...
 
+    @property
+    def missing(self) -> Sequence[str]: ...
 
-def status_text(busy: Task | None, view: State, *, stopping: bool) -> str:
-    """One line for systemd's STATUS= and the health file."""
+    def areas(self) -> dict[str, int | None]: ...
+
+
+def status_text(
+    busy: Task | None, view: State, *, stopping: bool, missing: Sequence[str] = ()
+) -> str:
+    """One line for systemd's STATUS= and the health file.
+
+    ``missing``: watched areas whose folder is gone (so nothing watches them)."""
     if busy is not None:
         text = busy.describe()
     else:
@@ -33,7 +44,15 @@ def status_text(busy: Task | None, view: State, *, stopping: bool) -> str:
         session = view.current_session
         if session is not None and not session.ended:
             text += f", session {session.session_id} {session.state}"
+    if missing:
+        text += f", degraded: {' and '.join(f'{a}/' for a in missing)} missing, not watched"
     return f"stopping: {text}" if stopping else text
+
+
+def rearm_text(changes: Sequence[WatchRearmed]) -> str:
+    """The status while watches move to new folders (the rescan after it follows at once)."""
+    what = ", ".join(f"{c.area}/ {c.reason}" for c in changes)
+    return f"re-arming watches ({what}), rescanning"
 
 
 def health_fields(
@@ -47,6 +66,9 @@ def health_fields(
     return {
         "watcher": watcher.mode if watcher else "stopped",
         "watcher_alive": bool(watcher and watcher.alive()),
+        "watched_areas": watcher.areas() if watcher else {},
+        "missing_areas": list(watcher.missing) if watcher else [],
+        "open_files": len(coalescer.open_files),
         "scheduler_alive": bool(scheduler and scheduler.alive()),
         "busy": busy.describe() if busy else None,
         "pending_paths": len(coalescer),

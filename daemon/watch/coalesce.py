@@ -8,6 +8,10 @@ thousands of times a second still yields at most one event per window.
 in) with what the state knows, and emits the difference: ``FileCreated``,
 ``FileModified`` (with the number of notifications it stands for),
 ``FileDeleted``, ``FileMoved``, or nothing at all.
+
+Opens and closes also keep :class:`daemon.watch.growth.OpenFiles` up to date:
+a file that stays open is stat'ed by :meth:`Coalescer.poll` and, when it grew,
+becomes due at once (the poll interval already coalesced its writes).
 """
 
 from __future__ import annotations
@@ -18,12 +22,17 @@ from typing import Literal
 
 from daemon.eventlog.events import Area, Event, FileCreated, FileDeleted, FileModified, FileMoved
 from daemon.eventlog.fold import FileInfo
+from daemon.watch.growth import OpenFiles
 
-RawKind = Literal["created", "modified", "deleted", "moved", "closed"]
+RawKind = Literal["created", "modified", "deleted", "moved", "closed", "opened", "released"]
+"""``closed``: closed after writing; ``opened`` and ``released`` (closed after reading only)
+feed :class:`OpenFiles` and settle nothing by themselves."""
 StatFn = Callable[[str], FileInfo | None]
 """What a workspace-relative path is now: a regular file's size and mtime, or None."""
 
 AREAS: tuple[Area, ...] = ("logs", "models")
+MAX_SUSPECTS = 64
+"""At most this many files changed behind the watcher's back are polled after one rescan."""
 
 
 @dataclass(frozen=True)
@@ -54,16 +63,20 @@ def area_of(path: str) -> Area | None:
 class Coalescer:
     """Pending paths, each due ``window_s`` after its first notification."""
 
-    def __init__(self, window_s: float) -> None:
+    def __init__(self, window_s: float, open_files: OpenFiles | None = None) -> None:
         self.window_s = window_s
         self._pending: dict[str, Pending] = {}
         self.raw_count = 0
+        self.open_files = open_files if open_files is not None else OpenFiles()
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def add(self, raw: Raw, now: float) -> None:
         self.raw_count += 1
+        self._note_open(raw, now)
+        if raw.kind in ("opened", "released"):
+            return
         if raw.kind == "moved" and raw.dest is not None:
             if area_of(raw.dest) is None:  # moved out of the watched areas: a deletion
                 self._touch(raw.path, now)
@@ -79,6 +92,29 @@ class Coalescer:
         if area_of(raw.path) is not None:
             self._touch(raw.path, now)
 
+    def _note_open(self, raw: Raw, now: float) -> None:
+        files = self.open_files
+        if raw.kind == "opened" and area_of(raw.path) is not None:
+            files.opened(raw.path, now)
+        elif raw.kind in ("closed", "released"):
+            files.closed(raw.path)
+        elif raw.kind == "deleted":
+            files.deleted(raw.path)
+        elif raw.kind == "moved" and raw.dest is not None:
+            files.moved(raw.path, raw.dest)
+
+    def poll(self, stat: StatFn, now: float) -> None:
+        """Stat the open files (when due); those that changed are due now."""
+        for path in self.open_files.poll(stat, now):
+            entry = self._touch(path, now)
+            entry.due = min(entry.due, now)
+
+    def suspect(self, events: Iterable[Event], now: float) -> None:
+        """Files a rescan found modified may be open for writing since before any open
+        was seen (a trainer that outlived a daemon restart): poll them for a while."""
+        paths = [e.path for e in events if isinstance(e, FileModified)]
+        self.open_files.suspect(paths[:MAX_SUSPECTS], now)
+
     def _touch(self, path: str, now: float) -> Pending:
         entry = self._pending.get(path)
         if entry is None:
@@ -87,9 +123,11 @@ class Coalescer:
         return entry
 
     def next_deadline(self) -> float | None:
-        if not self._pending:
-            return None
-        return min(p.due for p in self._pending.values())
+        deadlines = [p.due for p in self._pending.values()]
+        poll = self.open_files.next_deadline()
+        if poll is not None:
+            deadlines.append(poll)
+        return min(deadlines) if deadlines else None
 
     def due(self, now: float) -> list[Pending]:
         """Remove and return the entries whose window has passed, oldest first."""

@@ -6,6 +6,8 @@ import errno
 import logging
 import os
 import queue
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +17,10 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from daemon import protocol
-from daemon.eventlog.events import WatcherDegraded
+from daemon.eventlog.events import WatcherDegraded, WatchRearmed
 from daemon.protocol import LockInfo
 from daemon.watch.coalesce import Raw
-from daemon.watch.observer import LockTouched, RescanWanted, Watcher
+from daemon.watch.observer import AreaChanged, LockTouched, RescanWanted, Watcher
 from tests.daemon_helpers import wait_until
 
 
@@ -157,3 +159,154 @@ def test_a_raising_sink_does_not_kill_the_observer(tmp_path: Path) -> None:
         wait_until(lambda: Raw("created", "logs/b") in calls, 10, "events after the errors")
         assert w.alive()
     assert RescanWanted("handler_error") in calls
+
+
+def test_writes_to_an_open_file_wake_nothing_but_its_open_and_close(
+    tmp_path: Path, sink: Sink, watcher: Watcher
+) -> None:
+    path = tmp_path / "logs/training.log"
+    with path.open("a", buffering=1) as f:  # line-buffered: one write(2) per line
+        for i in range(2000):
+            f.write(f"step {i}\n")
+        (tmp_path / "logs/sentinel").write_text("")
+        got = sink.until(Raw("created", "logs/sentinel"))
+    assert Raw("opened", "logs/training.log") in got
+    assert not [i for i in got if isinstance(i, Raw) and i.kind == "modified"], "one per write"
+    sink.until(Raw("closed", "logs/training.log"))
+    path.read_text()  # a reader's open and close-nowrite
+    sink.until(Raw("released", "logs/training.log"))
+
+
+def test_the_polling_fallback_still_reports_modifications(tmp_path: Path, sink: Sink) -> None:
+    def exhausted() -> BaseObserver:
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs/p.log").write_text("one\n")
+    with Watcher(
+        tmp_path,
+        tmp_path / "training.lock",
+        sink,
+        observer_factory=exhausted,
+        polling_factory=lambda: PollingObserver(timeout=0.1),
+    ) as w:
+        assert w.mode == "polling"
+        with (tmp_path / "logs/p.log").open("a") as f:
+            f.write("two\n")
+        sink.until(Raw("modified", "logs/p.log"))
+
+
+def _inode(path: Path) -> int:
+    return os.stat(path).st_ino
+
+
+def test_an_area_moved_away_and_made_again_is_watched_again(
+    tmp_path: Path, sink: Sink, watcher: Watcher
+) -> None:
+    old_inode = _inode(tmp_path / "logs")
+    os.rename(tmp_path / "logs", tmp_path / "logs.old")
+    (tmp_path / "logs").mkdir()
+    sink.until(AreaChanged("logs", "moved"))
+    sink.until(AreaChanged("logs", "created"))
+    assert watcher.alive()
+    new_inode = _inode(tmp_path / "logs")
+    assert watcher.rearm("created") == [
+        WatchRearmed("logs", "replaced", "created", old_inode, new_inode, missing=False)
+    ]
+    assert watcher.rearm("tick") == []  # nothing changed since
+    assert watcher.areas()["logs"] == new_inode and watcher.missing == ()
+    (tmp_path / "logs.old/stale.log").write_text("not watched any more")
+    (tmp_path / "logs/sub").mkdir()
+    (tmp_path / "logs/sub/fresh.log").write_text("watched")
+    got = sink.until(Raw("created", "logs/sub/fresh.log"))
+    assert Raw("created", "logs/stale.log") not in got + sink.seen
+
+
+def test_a_deleted_area_is_missing_until_it_is_made_again(
+    tmp_path: Path, sink: Sink, watcher: Watcher
+) -> None:
+    (tmp_path / "models/checkpoints").mkdir()
+    old_inode = _inode(tmp_path / "models")
+    shutil.rmtree(tmp_path / "models")
+    sink.until(AreaChanged("models", "deleted"))
+    assert watcher.alive(), "a watch that went with its folder is re-armed, not a dead watcher"
+    assert watcher.rearm("deleted") == [
+        WatchRearmed("models", "missing", "deleted", old_inode, None, missing=True)
+    ]
+    assert watcher.missing == ("models",) and watcher.areas()["models"] is None
+    assert watcher.rearm("tick") == []
+    (tmp_path / "models").mkdir()
+    sink.until(AreaChanged("models", "created"))
+    new_inode = _inode(tmp_path / "models")
+    assert watcher.rearm("created") == [
+        WatchRearmed("models", "appeared", "created", None, new_inode, missing=False)
+    ]
+    assert not watcher.missing
+    (tmp_path / "models/m.zip").write_bytes(b"PK")
+    sink.until(Raw("created", "models/m.zip"))
+
+
+def test_the_periodic_look_finds_a_folder_mounted_over_or_swapped_unseen(
+    tmp_path: Path, sink: Sink, watcher: Watcher
+) -> None:
+    """No notification at all (a swap done while events were lost): the tick still finds it."""
+    os.rename(tmp_path / "logs", tmp_path / "logs.old")
+    (tmp_path / "logs").mkdir()
+    sink.until(AreaChanged("logs", "created"))
+    sink.q = queue.SimpleQueue()  # as if those notifications never came
+    [change] = watcher.rearm("tick")
+    assert change.area == "logs" and change.reason == "replaced" and change.trigger == "tick"
+
+
+def test_a_tmpfs_mounted_over_an_area_is_watched_after_the_next_look(
+    tmp_path: Path, sink: Sink, watcher: Watcher
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    logs = tmp_path / "logs"
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(logs)]).returncode:
+        pytest.skip("mount -t tmpfs is not allowed here")
+    try:
+        [change] = watcher.rearm("tick")  # a mount sends no notification: only the look sees it
+        assert change.area == "logs" and change.reason == "replaced"
+        assert change.new_inode == os.stat(logs).st_ino
+        (logs / "on_tmpfs.log").write_text("x")
+        sink.until(Raw("created", "logs/on_tmpfs.log"))
+    finally:
+        watcher.stop()  # release the watch before unmounting
+        subprocess.run(["umount", str(logs)], check=True)
+
+
+def test_a_new_folder_that_cannot_be_watched_is_said_once_and_not_retried(
+    tmp_path: Path, sink: Sink
+) -> None:
+    class WatchLimit(type(Observer())):  # type: ignore[misc]
+        full = False
+
+        def schedule(self, *args: object, **kwargs: object) -> object:
+            if self.full:
+                raise OSError(errno.ENOSPC, "inotify watch limit reached")
+            return super().schedule(*args, **kwargs)
+
+    observers: list[WatchLimit] = []
+
+    def factory() -> BaseObserver:
+        observers.append(WatchLimit())
+        return observers[-1]
+
+    with Watcher(tmp_path, tmp_path / "training.lock", sink, observer_factory=factory) as w:
+        observers[-1].full = True
+        os.rename(tmp_path / "logs", tmp_path / "logs.old")
+        (tmp_path / "logs").mkdir()
+        sink.until(AreaChanged("logs", "created"))
+        [change] = w.rearm("created")
+        assert change.reason == "replaced" and change.new_inode is None and not change.missing
+        assert "watch limit" in change.error
+        assert w.missing == ("logs",) and w.areas()["logs"] is None and w.alive()
+        assert w.rearm("tick") == [], "the same folder is not tried (and said) every tick"
+        observers[-1].full = False
+        os.rename(tmp_path / "logs", tmp_path / "logs.old2")  # kept: its inode is not reused
+        (tmp_path / "logs").mkdir()  # another folder: tried again
+        [change] = w.rearm("tick")
+        assert change.new_inode == os.stat(tmp_path / "logs").st_ino and not change.error
+        assert not w.missing
