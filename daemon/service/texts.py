@@ -23,9 +23,13 @@ class _Watching(_Alive, Protocol):
     def mode(self) -> str: ...
 
 
-def status_text(busy: Task | None, view: State, *, stopping: bool) -> str:
-    """One line for systemd's STATUS= and the health file."""
-    if busy is not None:
+def status_text(
+    busy: Task | None, view: State, *, stopping: bool, waiting: str | None = None
+) -> str:
+    """One line for systemd's STATUS= and the health file (``waiting``: a disk-full wait)."""
+    if waiting is not None:
+        text = waiting + (f"; {busy.describe()}" if busy is not None else "")
+    elif busy is not None:
         text = busy.describe()
     else:
         count = len(view.archives)
