@@ -18,11 +18,14 @@ held: there are few of them.
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
 
@@ -77,7 +80,6 @@ class HoldingWorkspace(ops.Workspace):
         clock: Callable[[], float] = time.monotonic,
         max_held: int = MAX_HELD,
     ) -> None:
-        super().__init__(settings, recover=recover, on_append=on_append)
         self.clock = clock
         self.max_held = max_held
         self.wait: Wait | None = None
@@ -87,6 +89,18 @@ class HoldingWorkspace(ops.Workspace):
         self._held: list[Event] = []
         self._hold_lock = threading.RLock()
         self._next_retry = 0.0
+        try:
+            super().__init__(settings, recover=recover, on_append=on_append)
+        except EventLogFullError as e:  # start degraded: read what is stored, wait for room
+            self._store = None
+            self._state = fold(State(), read_only(self.paths.event_log))
+            self._begin_wait(str(e))
+
+    def stored(self, types: Sequence[str]) -> list[StoredEvent]:
+        """Stored events of some types, even while the log cannot be opened for writing."""
+        if self._store is None and self.wait is not None:
+            return [e for e in read_only(self.paths.event_log) if e.type in types]
+        return list(self.store.read(types=types))
 
     @property
     def waiting(self) -> bool:
@@ -203,3 +217,29 @@ class HoldingWorkspace(ops.Workspace):
                 )
             self._held.clear()
         super().close()
+
+
+def read_only(path: Path) -> list[StoredEvent]:
+    """Every stored event, read without writing anything (no -shm, no -wal created).
+
+    ``mode=ro`` first (it sees a WAL left by a killed daemon, whose -shm then exists);
+    if even that needs space, ``immutable=1`` reads the main file alone, which after a
+    clean stop (the WAL checkpointed and removed) holds everything.
+    """
+    if not path.exists():
+        return []
+    for flags in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            conn = sqlite3.connect(f"file:{path}?{flags}", uri=True, timeout=5.0)
+        except sqlite3.Error:
+            continue
+        try:
+            rows = conn.execute(
+                "SELECT seq, ts, type, schema, data FROM events ORDER BY seq"
+            ).fetchall()
+        except sqlite3.Error:
+            continue
+        finally:
+            conn.close()
+        return [StoredEvent(s, ts, t, sc, json.loads(d)) for s, ts, t, sc, d in rows]
+    return []

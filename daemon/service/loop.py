@@ -125,7 +125,7 @@ class Daemon:
             DaemonStarted(pid=os.getpid(), version=version(), workspace=str(paths.workspace))
         )
         self._status(f"recovering ({state.last_seq} events replayed)")
-        self.models.remember(e.event for e in self.ws.store.read(types=["ModelInvalid"]))
+        self.models.remember(e.event for e in self.ws.stored(["ModelInvalid"]))
         ops.cleanup_temps(self.ws)
         self._check_lock(self.clock(), submit=False)  # sessions first, so adopted archives link
         reconcile_archives(self.ws, heartbeat=self._extend_start)
