@@ -16,6 +16,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,9 +67,10 @@ def read_log(path: Path) -> list[StoredEvent]:
     return [StoredEvent(s, ts, t, sc, json.loads(d)) for s, ts, t, sc, d in rows]
 
 
-def health(ws: Path) -> dict[str, object] | None:
+def health(ws: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((ws / ".daemon" / "health.json").read_text())  # type: ignore[no-any-return]
+        doc: dict[str, Any] = json.loads((ws / ".daemon" / "health.json").read_text())
+        return doc
     except (OSError, ValueError):
         return None
 
