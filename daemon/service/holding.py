@@ -212,7 +212,7 @@ class HoldingWorkspace(ops.Workspace):
             for event in self._held:
                 log.error(
                     "event not recorded: the event log's disk stayed full",
-                    event=event.type,
+                    event_type=event.type,
                     data=event.payload(),
                 )
             self._held.clear()
