@@ -158,3 +158,36 @@ def test_an_ack_that_cannot_be_written_is_a_named_event_and_the_daemon_lives(
     finally:
         harness.close()
         subprocess.run(["umount", "-l", str(alias)], check=False)
+
+
+def test_prune_on_a_read_only_archive_folder_is_one_line_exit_1(tmp_path: Path) -> None:
+    ws = make_e2e_workspace(tmp_path / "ws")
+    previous_session(ws)
+    for _ in range(2):
+        done = cli("-m", "daemon", "archive", "--workspace", str(ws))
+        assert done.returncode == 0, done.stderr
+    config = ws / "config" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "keep_last": 1}))
+    names = sorted(p.name for p in (ws / "archives").glob("*.zip"))
+    assert len(names) == 2
+    with read_only(ws / "archives"):
+        done = cli("-m", "daemon", "prune", "--workspace", str(ws))
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Read-only file system" in lines[0], done.stderr
+        assert "Traceback" not in done.stderr
+        assert sorted(p.name for p in (ws / "archives").glob("*.zip")) == names
+    assert events(ws, "ArchivePruned") == []
+
+
+def test_commands_on_a_vanished_archive_folder_say_so_or_recreate_it(tmp_path: Path) -> None:
+    ws = make_e2e_workspace(tmp_path / "ws")
+    previous_session(ws)
+    (ws / "archives").rmdir()
+    for args in (("list",), ("status",), ("prune",), ("verify",)):
+        done = cli("-m", "daemon", *args, "--workspace", str(ws))
+        assert done.returncode in (0, 1), done.stderr
+        assert "Traceback" not in done.stderr, (args, done.stderr)
+    done = cli("-m", "daemon", "archive", "--workspace", str(ws))
+    assert done.returncode == 0, done.stderr
+    assert len(list((ws / "archives").glob("*.zip"))) == 1
