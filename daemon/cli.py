@@ -140,3 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except PermissionError as e:  # the workspace, the log or the archive folder is not ours
+        print(f"{prog}: error: {_os_error(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # read-only, vanished, full: the operation failed
+        print(f"{prog}: failed: {_os_error(e)}", file=sys.stderr)
+        return 1
+
+
+def _os_error(e: OSError) -> str:
+    """One line: what the OS said and about which file."""
+    where = f": {e.filename}" if e.filename else ""
+    return f"{e.strerror or e}{where}"

@@ -25,6 +25,33 @@ PREPARE_CLEARS = ("logs", "models/checkpoints", "models/backups")
 """What prepare clears by default (DESIGN.md, lock protocol, "prepare")."""
 
 
+DAY_S = 86_400.0
+DAEMON_BOUNDS: dict[str, tuple[float, float]] = {
+    "keep_last": (0, 10_000),
+    "keep_daily": (0, 3_660),
+    "keep_weekly": (0, 520),
+    "max_total_bytes": (1 << 20, 1 << 50),
+    "compression_level": (1, 9),
+    "rotation_interval_s": (0.1, DAY_S),
+    "rescan_interval_s": (0.1, DAY_S),
+    "stale_check_interval_s": (0.1, 3_600.0),
+    "coalesce_window_s": (0.0, 60.0),
+    "retry_max_s": (0.1, DAY_S),
+}
+"""The sane range of every number in config.json (inclusive); a new numeric key needs one."""
+
+
+def check_bounds(config: object, bounds: dict[str, tuple[float, float]]) -> None:
+    """Raise ValueError naming the first numeric field outside its range (null passes)."""
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        value = getattr(config, f.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        low, high = bounds[f.name]
+        if not low <= value <= high:
+            raise ValueError(f"{f.name} must be between {low:g} and {high:g}, got {value:g}")
+
+
 @dataclass(frozen=True)
 class DaemonConfig:
     archive_dir: str = "archives"
@@ -82,6 +109,7 @@ class DaemonConfig:
                 raise ValueError(f"{name} must not be empty")
         for folder in self.prepare_clears:
             check_cleared_folder(folder)
+        check_bounds(self, DAEMON_BOUNDS)
 
 
 def check_cleared_folder(folder: str) -> None:

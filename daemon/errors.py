@@ -15,6 +15,7 @@ __all__ = [
     "DaemonError",
     "DiskFullError",
     "EventLogError",
+    "EventLogFullError",
     "UnsafeArchiveError",
 ]
 
@@ -29,6 +30,11 @@ class ConfigError(DaemonError, ValueError):
 
 class EventLogError(DaemonError):
     """The event log cannot be opened, read or appended to."""
+
+
+class EventLogFullError(EventLogError):
+    """An append failed for want of space (SQLITE_FULL, or an I/O error writing the log):
+    a state that passes, so the daemon holds its events and waits instead of exiting."""
 
 
 class ArchiveError(DaemonError):

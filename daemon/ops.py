@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from daemon import archive as engine
 from daemon import ownership
 from daemon.config import Settings, load_settings
@@ -40,6 +42,7 @@ from daemon.identity import Identity, ensure_identity, read_identity
 from daemon.openfiles import OpenFiles
 from daemon.retention import Decision, Policy, decide
 
+log = structlog.get_logger("daemon.ops")
 REASONS = ("pre_training", "post_training", "abandoned", "manual", "recovery")
 Progress = Callable[[int, int], None]
 
@@ -145,7 +148,11 @@ def cleanup_temps(ws: Workspace) -> list[Path]:
     """Remove temporary files of interrupted archive runs (if no archiver is running)."""
     if not ws.paths.archive_dir.is_dir():
         return []
-    removed = engine.cleanup_temp_files(ws.paths.archive_dir)
+    try:
+        removed = engine.cleanup_temp_files(ws.paths.archive_dir)
+    except OSError as e:  # read-only or unreadable: the next archive attempt records why
+        log.warning("cannot clean the archive folder", path=str(ws.paths.archive_dir), error=str(e))
+        return []
     if removed:
         ws.record(TempFilesRemoved(paths=tuple(str(p) for p in removed)))
     return removed

@@ -25,9 +25,10 @@ Check = Callable[[Any], Any]
 
 def _int(low: int, high: int | None = None) -> Check:
     def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high and v > high):
-            bound = f"between {low} and {high}" if high else f">= {low}"
-            raise ValueError(f"an integer {bound}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"an integer >= {low}")
+        if high is not None and v > high:
+            raise ValueError(f"an integer <= {high}")
         return v
 
     return check
@@ -80,16 +81,13 @@ def _spec(default: Any, check: Check) -> Any:
     return field(default=default, metadata={"check": check})
 
 
-_INF = float("inf")
-
-
 @dataclass(frozen=True)
 class TrainingConfig:
     """``config/training_config.json``: every key, its default and its meaning."""
 
-    steps_per_batch: int = _spec(1000, _int(2))
+    steps_per_batch: int = _spec(1000, _int(2, 10_000_000))
     """Env steps per ``learn()`` chunk, exactly; logs are flushed after each chunk."""
-    total_episodes: int = _spec(10, _int(1))
+    total_episodes: int = _spec(10, _int(1, 1_000_000))
     """Training episodes; one episode is one pass over the training slice."""
     enable_trade_logging: bool = _spec(True, _bool)
     """Write ``logs/trades/trade_execution.log``, one readable line per trade."""
@@ -111,17 +109,17 @@ class TrainingConfig:
     """Fee as a fraction of traded notional."""
     slippage: float = _spec(0.0005, _float(0.0, 0.1, high_open=True))
     """Execution price moved against the trade by this fraction."""
-    initial_cash: float = _spec(10_000.0, _float(0.0, _INF, low_open=True, high_open=True))
+    initial_cash: float = _spec(10_000.0, _float(0.0, 1e15, low_open=True))
     """Starting equity of every episode."""
     train_fraction: float = _spec(0.8, _float(0.0, 1.0, low_open=True, high_open=True))
     """Share of the bars used for training; the later rest is held out for evaluation."""
     synthetic_bars: int = _spec(2000, _int(100, 10_000_000))
     """Length of the embedded synthetic series used when no ``--data`` is given."""
-    checkpoint_freq: int = _spec(5000, _int(0))
+    checkpoint_freq: int = _spec(5000, _int(0, 1_000_000_000))
     """Save a checkpoint every this many env steps; 0 turns checkpoints off."""
-    keep_model_versions: int = _spec(5, _int(1))
+    keep_model_versions: int = _spec(5, _int(1, 10_000))
     """Backups of the final model kept in ``models/backups/`` (newest first)."""
-    ack_timeout_s: float = _spec(300.0, _float(0.0, _INF, high_open=True))
+    ack_timeout_s: float = _spec(300.0, _float(0.0, 86_400.0))
     """Longest wait for the daemon's acknowledgement before training anyway."""
     net_arch: tuple[int, ...] = _spec((64, 64), _layers)
     """Hidden layer sizes of the policy (and value) network."""
@@ -129,17 +127,17 @@ class TrainingConfig:
     """Optimiser learning rate."""
     gamma: float = _spec(0.99, _float(0.0, 1.0, low_open=True))
     """Discount factor."""
-    n_steps: int | None = _spec(None, _optional(_int(1)))
+    n_steps: int | None = _spec(None, _optional(_int(1, 10_000_000)))
     """Rollout length of PPO/A2C; must divide steps_per_batch. null derives it."""
-    batch_size: int = _spec(64, _int(2))
+    batch_size: int = _spec(64, _int(2, 10_000_000))
     """Minibatch size (PPO: the largest divisor of n_steps not above it; DQN: as is)."""
-    n_epochs: int = _spec(10, _int(1))
+    n_epochs: int = _spec(10, _int(1, 10_000))
     """PPO optimisation epochs per rollout."""
     ent_coef: float = _spec(0.0, _float(0.0, 1.0))
     """Entropy bonus coefficient (PPO, A2C)."""
-    buffer_size: int = _spec(50_000, _int(1))
+    buffer_size: int = _spec(50_000, _int(1, 100_000_000))
     """DQN replay buffer size; bounded so memory does not grow with training length."""
-    periods_per_year: float | None = _spec(None, _optional(_float(0.0, _INF, low_open=True)))
+    periods_per_year: float | None = _spec(None, _optional(_float(0.0, 1e7, low_open=True)))
     """Bars per year used to annualise the Sharpe ratio; null infers it from bar spacing."""
 
     def __post_init__(self) -> None:

@@ -89,7 +89,13 @@ def await_daemon(plan: RunPlan, info: LockInfo, signals: SignalRecorder, logs: L
         plan.lock_path, info.session_id, timeout, still_waiting=_StillWaiting(plan, signals)
     )
     logs.open_file(plan.training_log)
-    if ack is not None:
+    if ack is not None and not ack.ready:
+        log.warning(
+            "the daemon could not archive and prepare the workspace (%s): "
+            "training without a pre-training archive",
+            ack.reason or "no reason given",
+        )
+    elif ack is not None:
         log.info("daemon acknowledged the session (archive: %s)", ack.archive or "none")
     elif signals.received():
         log.warning("signal received while waiting for the daemon: not training")
@@ -133,6 +139,13 @@ def run_session(plan: RunPlan, *, progress: bool = False) -> int:
             lock.acquire(info)
         except LockHeldError as e:
             print(f"trainer: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as e:  # the lock file (or its folder) may not be written by us
+            lock.release()
+            print(
+                f"trainer: cannot take the lock file {plan.lock_path}: {e.strerror}",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
         with lock, LockKeeper(lock, report=_lock_report):
             outcome = _locked_session(plan, info, lock, signals, started, wall_start, progress)

@@ -171,6 +171,9 @@ class SessionStarted(Event):
 class SessionAcknowledged(Event):
     session_id: str
     archive: str | None = None
+    ready: bool = True
+    """False when the daemon answered at once that it could not prepare (``reason`` says why)."""
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -304,6 +307,38 @@ class EventLogRecovered(Event):
     error: str
 
 
+@dataclass(frozen=True)
+class DiskFull(Event):
+    """The event log could not be appended to (no space): the daemon holds what it must
+    record in memory, in order, and appends it all, after this event, once there is room."""
+
+    path: str
+    error: str
+    since: str = ""
+    """When the wait began (UTC, ISO-8601); the event itself is appended when it ends."""
+
+
+@dataclass(frozen=True)
+class DiskSpaceRecovered(Event):
+    """The wait that :class:`DiskFull` began ended: the held events precede this one."""
+
+    path: str
+    waited_s: float
+    held: int
+    """How many events were held in memory and appended between the two."""
+    dropped: int = 0
+    """File events not held (past the bound); a rescan follows and records the differences."""
+
+
+@dataclass(frozen=True)
+class AckFailed(Event):
+    """The acknowledgement file could not be written (permission, read-only, full disk)."""
+
+    session_id: str
+    path: str
+    error: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -339,6 +374,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobFailed,
         JobMissed,
         EventLogRecovered,
+        DiskFull,
+        DiskSpaceRecovered,
+        AckFailed,
     )
 }
 

@@ -8,6 +8,7 @@ reused. Triggers refuse UPDATE and DELETE: events are never changed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import EventLogError
+from daemon.errors import EventLogError, EventLogFullError
 from daemon.eventlog.events import Event, EventLogRecovered, StoredEvent
 
 STORE_VERSION = 1
@@ -86,7 +87,8 @@ class EventStore:
             error = str(e)
         except sqlite3.DatabaseError as e:
             if not _is_corruption(e):
-                raise EventLogError(f"{path}: cannot open the event log ({e})") from e
+                kind = EventLogFullError if _is_out_of_space(e) else EventLogError
+                raise kind(f"{path}: cannot open the event log ({e})") from e
             error = str(e)
         if not recover:
             raise EventLogError(
@@ -156,8 +158,12 @@ class EventStore:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as e:
                 if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise EventLogError(f"{self.path}: cannot append to the event log ({e})") from e
+                    with contextlib.suppress(sqlite3.Error):  # a full disk may refuse it too
+                        self._conn.execute("ROLLBACK")
+                message = f"{self.path}: cannot append to the event log ({e})"
+                if _is_out_of_space(e):
+                    raise EventLogFullError(message) from e
+                raise EventLogError(message) from e
         if self.on_append is not None:
             for item in stored:
                 self.on_append(item)
@@ -190,6 +196,15 @@ class _Corrupt(Exception):
 def _is_corruption(e: sqlite3.DatabaseError) -> bool:
     name = getattr(e, "sqlite_errorname", "") or ""
     return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+
+
+def _is_out_of_space(e: sqlite3.Error) -> bool:
+    """SQLITE_FULL, or an I/O error while writing or syncing (how ENOSPC/EDQUOT on the WAL or
+    its shared-memory file shows): states that pass once there is room again."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_FULL") or name.startswith("SQLITE_IOERR"):
+        return True
+    return "disk is full" in str(e) or "disk I/O error" in str(e)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -129,9 +129,14 @@ class Ack:
     session_id: str
     ready: bool
     archive: str | None
+    reason: str | None = None
+    """Why the daemon could not prepare (with ``ready: false``); absent in older acks."""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self)) + "\n"
+        doc = asdict(self)
+        if doc["reason"] is None:
+            del doc["reason"]  # an ack as older trainers know it
+        return json.dumps(doc) + "\n"
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "ack file") -> Ack:
@@ -140,10 +145,14 @@ class Ack:
             archive = doc["archive"]
             if archive is not None and not isinstance(archive, str):
                 raise LockFileError(f"{source}: field 'archive' must be a string or null")
+            reason = doc.get("reason")
+            if reason is not None and not isinstance(reason, str):
+                raise LockFileError(f"{source}: field 'reason' must be a string or null")
             return cls(
                 session_id=_typed(doc, "session_id", str, source),
                 ready=_typed(doc, "ready", bool, source),
                 archive=archive,
+                reason=reason,
             )
         except KeyError as e:
             raise LockFileError(f"{source}: missing field {e.args[0]!r}") from e

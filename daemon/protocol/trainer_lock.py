@@ -65,15 +65,17 @@ def wait_for_ack(
     clock: Callable[[], float] = time.monotonic,
     pause: Callable[[float], None] = time.sleep,
 ) -> Ack | None:
-    """Wait until the daemon acknowledges ``session_id``; None on timeout.
+    """Wait until the daemon answers ``session_id``; None on timeout.
 
+    The answer is an ack with ``ready: true``, or one with ``ready: false`` and its
+    ``reason`` when the daemon knows at once that it cannot prepare (the caller goes on).
     ``still_waiting`` lets the caller stop early (the daemon died meanwhile).
     """
     path = ack_path(lock_path)
     deadline = clock() + timeout_s
     while True:
         ack = read_ack(path)
-        if ack is not None and ack.session_id == session_id and ack.ready:
+        if ack is not None and ack.session_id == session_id:
             return ack
         if clock() >= deadline or not still_waiting():
             return None

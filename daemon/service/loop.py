@@ -23,8 +23,7 @@ import queue
 import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -33,17 +32,17 @@ import structlog
 
 from daemon import logs, ops
 from daemon.config import Settings, check_reloadable, load_settings
-from daemon.errors import ArchiveError, ConfigError
+from daemon.errors import ConfigError
 from daemon.eventlog.events import (
     ConfigRejected,
     ConfigReloaded,
     DaemonStarted,
     DaemonStopped,
     Event,
-    JobFailed,
     LockFileInvalid,
 )
 from daemon.eventlog.fold import State
+from daemon.service.holding import RETRY_S, HoldingWorkspace
 from daemon.service.model_check import ModelChecker
 from daemon.service.notify import Health, Notifier
 from daemon.service.scheduler import JobDue, Scheduler, intervals
@@ -54,9 +53,10 @@ from daemon.service.sessions import (
     decide,
     observe_lock,
     reconcile_archives,
-    run_task,
+    refuse_prepare,
 )
 from daemon.service.texts import health_fields, rearm_text, status_text, version
+from daemon.service.worker import TaskDone, run_guarded, task_done
 from daemon.watch.coalesce import Coalescer, Raw, settle
 from daemon.watch.observer import AreaChanged, LockTouched, RescanWanted, Watcher
 from daemon.watch.rescan import diff, snapshot, stat_file
@@ -72,12 +72,6 @@ START_EXTEND_S = 60.0
 """How much more start-up time each EXTEND_TIMEOUT_USEC asks for while archives are adopted."""
 START_EXTEND_EVERY_S = 10.0
 """How often, at most, it is asked for while one archive is verified."""
-
-
-@dataclass(frozen=True)
-class TaskDone:
-    task: Task
-    error: str | None
 
 
 class Daemon:
@@ -98,7 +92,7 @@ class Daemon:
         self.queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.coalescer = Coalescer(settings.daemon.coalesce_window_s)
         self._stat = partial(stat_file, settings.paths.workspace)
-        self.ws = ops.Workspace(settings, recover=True, on_append=logs.emit)
+        self.ws = HoldingWorkspace(settings, recover=True, on_append=logs.emit, clock=clock)
         self.health = Health(settings.paths.daemon_dir, os.getpid())
         self._stop_reason: str | None = None
         self._reload = False
@@ -133,7 +127,7 @@ class Daemon:
             DaemonStarted(pid=os.getpid(), version=version(), workspace=str(paths.workspace))
         )
         self._status(f"recovering ({state.last_seq} events replayed)")
-        self.models.remember(e.event for e in self.ws.store.read(types=["ModelInvalid"]))
+        self.models.remember(e.event for e in self.ws.stored(["ModelInvalid"]))
         ops.cleanup_temps(self.ws)
         self._check_lock(self.clock(), submit=False)  # sessions first, so adopted archives link
         reconcile_archives(self.ws, heartbeat=self._extend_start)
@@ -160,8 +154,9 @@ class Daemon:
                 self._drain()
         finally:
             self.ws.record(DaemonStopped(pid=os.getpid(), reason=reason))
+            self.ws.retry(self.clock() + RETRY_S)  # one last try for what a full disk held
             self.health.remove()
-            self.ws.close()
+            self.ws.close()  # logs what is still held: the journal keeps it
         return 0
 
     def _extend_start(self, archive: str) -> None:
@@ -210,7 +205,12 @@ class Daemon:
                 return
 
     def _timeout(self) -> float | None:
-        deadlines = [self.coalescer.next_deadline(), self._lock_recheck, self.health.due_at]
+        deadlines = [
+            self.coalescer.next_deadline(),
+            self._lock_recheck,
+            self.health.due_at,
+            self.ws.retry_at,
+        ]
         if self.notifier.watchdog_s is not None:
             deadlines.append(self._next_ping)
         pending = [d for d in deadlines if d is not None]
@@ -245,6 +245,8 @@ class Daemon:
             self._rotate = True
 
     def _act(self, now: float) -> None:
+        if self.ws.retry(now) and self.ws.rescan_owed:
+            self._rescan = self._rescan or "disk_space_recovered"
         if self._reload:
             self._reload = False
             self._reload_config()
@@ -260,7 +262,8 @@ class Daemon:
         if self._lock_dirty:
             self._lock_dirty = False
             self._check_lock(now)
-        if self._rotate and self._busy is None and self._stop_reason is None:
+        waiting = self.ws.waiting
+        if self._rotate and self._busy is None and self._stop_reason is None and not waiting:
             self._rotate = False
             self._submit(ROTATE)
         self._ping(now)
@@ -293,6 +296,11 @@ class Daemon:
             self._lock_invalid(path, error)
         plan = decide(view, self._state(), now=now, retry_at=self._retry_at)
         self._record(list(plan.record))
+        if self.ws.wait is not None:  # write no archive now; answer a starting trainer at once
+            for task in plan.tasks:
+                if task.kind == "prepare" and task.session_id is not None:
+                    refuse_prepare(self.ws, task.session_id, self.ws.wait.describe())
+            return
         if submit and plan.tasks and self._busy is None and self._stop_reason is None:
             self._submit(plan.tasks[0])
 
@@ -308,20 +316,8 @@ class Daemon:
     def _submit(self, task: Task) -> None:
         self._busy = task
         self._status(task.describe())
-        future = self.worker.submit(self._run, task)
-        future.add_done_callback(lambda f: self.queue.put(_done(task, f)))
-
-    def _run(self, task: Task) -> str | None:
-        """On the worker thread: do the task; an error is returned, never raised."""
-        try:
-            run_task(self.ws, task)
-        except ArchiveError as e:
-            return str(e)  # ArchiveFailed is already recorded
-        except Exception as e:
-            error = f"{type(e).__name__}: {e}"
-            self.ws.record(JobFailed(job=f"{task.kind}:{task.session_id or '-'}", error=error))
-            return error
-        return None
+        future = self.worker.submit(run_guarded, self.ws, task)
+        future.add_done_callback(lambda f: self.queue.put(task_done(task, f)))
 
     def _task_done(self, done: TaskDone) -> None:
         self._busy = None
@@ -377,8 +373,15 @@ class Daemon:
     # --- status -------------------------------------------------------------
 
     def _status_text(self) -> str:
-        stopping = self._stop_reason is not None
-        return status_text(self._busy, self._view, stopping=stopping, missing=self.watcher.missing)
+        wait = self.ws.wait
+        watcher = getattr(self, "watcher", None)
+        return status_text(
+            self._busy,
+            self._view,
+            stopping=self._stop_reason is not None,
+            missing=watcher.missing if watcher is not None else (),
+            waiting=wait.describe() if wait is not None else None,
+        )
 
     def _status(self, text: str) -> None:
         self.notifier.status(text)
@@ -386,15 +389,13 @@ class Daemon:
             self.health.write(text, self.clock(), self._health_fields())
 
     def _health_fields(self) -> dict[str, object]:
-        return health_fields(
-            getattr(self, "watcher", None),
-            getattr(self, "scheduler", None),
-            self._busy,
-            self.coalescer,
-            self._view,
+        return (
+            health_fields(
+                getattr(self, "watcher", None),
+                getattr(self, "scheduler", None),
+                self._busy,
+                self.coalescer,
+                self._view,
+            )
+            | self.ws.wait_fields()
         )
-
-
-def _done(task: Task, future: Future[str | None]) -> TaskDone:
-    error = future.exception()
-    return TaskDone(task, str(error) if error is not None else future.result())

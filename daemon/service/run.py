@@ -43,7 +43,10 @@ def run(workspace: Path, config_file: Path | None = None) -> int:
         )
         return 2
     try:
-        protocol.write_in_place(fd, f"{os.getpid()}\n")
+        try:
+            protocol.write_in_place(fd, f"{os.getpid()}\n")
+        except OSError as e:  # a full disk: the pid is for people, the flock is what counts
+            print(f"daemon: cannot write the pid into {lock_path} ({e.strerror})", file=sys.stderr)
         logs.configure(settings.logging)
         notifier = Notifier.from_env(os.environ)
         try:

@@ -25,8 +25,9 @@ from typing import Literal
 from daemon import archive as engine
 from daemon import ops, protocol
 from daemon.archive.sources import SourceFile, collect_sources
-from daemon.errors import DaemonError
+from daemon.errors import ArchiveError, DaemonError
 from daemon.eventlog.events import (
+    AckFailed,
     ArchiveVerified,
     Event,
     PrepareSkipped,
@@ -256,7 +257,13 @@ def run_task(ws: Workspace, task: Task, *, progress: ops.Progress | None = None)
     state = ws.state()
     name = pre_archive_of(state, sid) or covering_archive(ws, state)
     if name is None and _holds_data(ws):
-        name = ops.archive_now(ws, reason="pre_training", session_id=sid, progress=progress).name
+        try:
+            name = ops.archive_now(
+                ws, reason="pre_training", session_id=sid, progress=progress
+            ).name
+        except ArchiveError as e:  # ArchiveFailed is recorded: answer the trainer at once
+            refuse_prepare(ws, sid, str(e))
+            return None
     if name is not None:
         lock_file = ws.paths.lock_file
         view, _ = observe_lock(lock_file)
@@ -271,9 +278,33 @@ def run_task(ws: Workspace, task: Task, *, progress: ops.Progress | None = None)
             )
         else:
             ws.record(PrepareSkipped(session_id=sid, archive=name))
-    protocol.write_ack(ws.paths.lock_file, protocol.Ack(session_id=sid, ready=True, archive=name))
-    ws.record(SessionAcknowledged(session_id=sid, archive=name))
+    acknowledge(ws, protocol.Ack(session_id=sid, ready=True, archive=name))
     return name
+
+
+def refuse_prepare(ws: Workspace, session_id: str, reason: str) -> None:
+    """Answer a starting trainer at once that no archive was made (``ready: false``, why):
+    it goes on, as with no daemon, instead of waiting ``ack_timeout_s`` for nothing."""
+    acknowledge(ws, protocol.Ack(session_id=session_id, ready=False, archive=None, reason=reason))
+
+
+def acknowledge(ws: Workspace, ack: protocol.Ack) -> None:
+    """Write the ack and record it; an ack that cannot be written is ``AckFailed`` (the
+    session is still marked answered: the trainer's own timeout lets it go on)."""
+    path = protocol.ack_path(ws.paths.lock_file)
+    try:
+        protocol.write_ack(ws.paths.lock_file, ack)
+    except OSError as e:
+        ws.record(AckFailed(session_id=ack.session_id, path=str(path), error=_os_error(e)))
+    ws.record(
+        SessionAcknowledged(
+            session_id=ack.session_id, archive=ack.archive, ready=ack.ready, reason=ack.reason
+        )
+    )
+
+
+def _os_error(e: OSError) -> str:
+    return f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
 
 
 def may_prepare(lock: LockView, session_id: str) -> bool:

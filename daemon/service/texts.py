@@ -31,12 +31,20 @@ class _Watching(_Alive, Protocol):
 
 
 def status_text(
-    busy: Task | None, view: State, *, stopping: bool, missing: Sequence[str] = ()
+    busy: Task | None,
+    view: State,
+    *,
+    stopping: bool,
+    missing: Sequence[str] = (),
+    waiting: str | None = None,
 ) -> str:
     """One line for systemd's STATUS= and the health file.
 
-    ``missing``: watched areas whose folder is gone (so nothing watches them)."""
-    if busy is not None:
+    ``missing``: watched areas whose folder is gone (so nothing watches them);
+    ``waiting``: a disk-full wait."""
+    if waiting is not None:
+        text = waiting + (f"; {busy.describe()}" if busy is not None else "")
+    elif busy is not None:
         text = busy.describe()
     else:
         count = len(view.archives)
