@@ -53,6 +53,8 @@ class DaemonConfig:
     """Fall back to a polling observer when inotify watches run out."""
     retry_max_s: float = 300.0
     """Longest wait before a failed archive task is tried again (5 s, doubling up to this)."""
+    snapshot_every: int = 1000
+    """The daemon stores a snapshot of its folded state every N events (100 .. 1,000,000)."""
 
     def __post_init__(self) -> None:
         for name in ("keep_last", "keep_daily", "keep_weekly"):
@@ -70,6 +72,8 @@ class DaemonConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if not 100 <= self.snapshot_every <= 1_000_000:
+            raise ValueError("snapshot_every must be between 100 and 1000000")
         if self.coalesce_window_s < 0:
             raise ValueError("coalesce_window_s must be >= 0")
         for name in ("archive_dir", "lock_file", "event_log"):

@@ -31,7 +31,8 @@ from daemon.eventlog.events import (
     TempFilesRemoved,
     WorkspacePrepared,
 )
-from daemon.eventlog.fold import State, fold
+from daemon.eventlog.fold import State
+from daemon.eventlog.replay import Replay
 from daemon.eventlog.store import EventStore
 from daemon.retention import Candidate, Decision, Policy, decide
 
@@ -52,13 +53,17 @@ class Workspace:
         *,
         recover: bool = False,
         on_append: Callable[[StoredEvent], None] | None = None,
+        snapshots: bool = False,
     ) -> None:
         self.settings = settings
         self.paths = settings.paths
         self._recover = recover
         self._on_append = on_append
+        self._snapshot_every = settings.daemon.snapshot_every if snapshots else None
+        """The daemon stores snapshots of the fold and records bad ones (eventlog/replay.py);
+        CLI commands only read them."""
         self._store: EventStore | None = None
-        self._state = State()
+        self.replay: Replay | None = None
         if self.paths.event_log.exists():
             self._open()
 
@@ -67,6 +72,7 @@ class Workspace:
             self._store = EventStore.open(
                 self.paths.event_log, recover=self._recover, on_append=self._on_append
             )
+            self.replay = Replay(self._store, snapshot_every=self._snapshot_every)
         return self._store
 
     @property
@@ -74,12 +80,9 @@ class Workspace:
         return self._open()
 
     def state(self) -> State:
-        """The fold of every event so far (catching up with other writers)."""
-        if self._store is not None:
-            new = list(self._store.read(after=self._state.last_seq))
-            if new:
-                self._state = fold(self._state, new)
-        return self._state
+        """The fold of every event so far (catching up with other writers), from the
+        latest valid snapshot plus the events after it."""
+        return self.replay.state() if self.replay is not None else State()
 
     def record(self, event: Event) -> StoredEvent:
         return self.store.append(event)
@@ -88,6 +91,8 @@ class Workspace:
         return self.store.append_many(events)
 
     def close(self) -> None:
+        if self.replay is not None and self._snapshot_every is not None:
+            self.replay.save()
         if self._store is not None:
             self._store.close()
             self._store = None

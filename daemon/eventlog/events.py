@@ -266,6 +266,24 @@ class EventLogRecovered(Event):
     error: str
 
 
+@dataclass(frozen=True)
+class SnapshotLoaded(Event):
+    """The daemon started from the snapshot at ``seq`` (0: none) and folded ``replayed``
+    events after it."""
+
+    seq: int
+    replayed: int
+
+
+@dataclass(frozen=True)
+class SnapshotIgnored(Event):
+    """A stored snapshot of the fold failed a check; it was dropped, never trusted, and the
+    state rebuilt from the events."""
+
+    seq: int
+    reason: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -299,6 +317,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobFailed,
         JobMissed,
         EventLogRecovered,
+        SnapshotLoaded,
+        SnapshotIgnored,
     )
 }
 

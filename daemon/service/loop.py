@@ -96,7 +96,7 @@ class Daemon:
         self.clock = clock
         self.queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.coalescer = Coalescer(settings.daemon.coalesce_window_s)
-        self.ws = ops.Workspace(settings, recover=True, on_append=logs.emit)
+        self.ws = ops.Workspace(settings, recover=True, on_append=logs.emit, snapshots=True)
         self.health = Health(settings.paths.daemon_dir, os.getpid())
         self._stop_reason: str | None = None
         self._reload = False
@@ -130,7 +130,7 @@ class Daemon:
         self.ws.record(
             DaemonStarted(pid=os.getpid(), version=version(), workspace=str(paths.workspace))
         )
-        self._status(f"recovering ({state.last_seq} events replayed)")
+        self._status(f"recovering (state at seq {state.last_seq})")
         self.models.remember(e.event for e in self.ws.store.read(types=["ModelInvalid"]))
         ops.cleanup_temps(self.ws)
         self._check_lock(self.clock(), submit=False)  # sessions first, so adopted archives link
