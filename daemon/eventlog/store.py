@@ -218,7 +218,8 @@ class EventStore:
             with self._lock:
                 row = self._conn.execute(_SNAP_ROW, (seq,)).fetchone()
             if row is not None:
-                yield Snapshot(row[0], row[1], row[2], row[3], row[4], bytes(row[5]))
+                payload = row[5].encode() if isinstance(row[5], str) else bytes(row[5])
+                yield Snapshot(row[0], str(row[1]), str(row[2]), row[3], str(row[4]), payload)
 
     def save_snapshot(self, snap: Snapshot, *, keep: int = 2) -> None:
         """Store a snapshot and drop all but the newest ``keep``. Events are not touched."""
