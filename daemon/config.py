@@ -85,6 +85,8 @@ class DaemonConfig:
     prepare_clears: tuple[str, ...] = PREPARE_CLEARS
     """Folders (workspace-relative, inside logs/ or models/) whose files prepare removes
     once a verified archive holds them unchanged; the final model in models/ stays."""
+    snapshot_every: int = 1000
+    """The daemon stores a snapshot of its folded state every N events (100 .. 1,000,000)."""
 
     def __post_init__(self) -> None:
         for name in ("keep_last", "keep_daily", "keep_weekly"):
@@ -102,6 +104,8 @@ class DaemonConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if not 100 <= self.snapshot_every <= 1_000_000:
+            raise ValueError("snapshot_every must be between 100 and 1000000")
         if self.coalesce_window_s < 0:
             raise ValueError("coalesce_window_s must be >= 0")
         for name in ("archive_dir", "lock_file", "event_log"):

@@ -7,12 +7,9 @@ whoever acted.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import socket
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -20,7 +17,7 @@ import structlog
 from daemon import archive as engine
 from daemon import ownership
 from daemon.config import Settings, load_settings
-from daemon.errors import ArchiveError, DaemonError, UsageError
+from daemon.errors import ArchiveError, UsageError
 from daemon.eventlog.events import (
     ArchiveCompleted,
     ArchiveFailed,
@@ -30,19 +27,21 @@ from daemon.eventlog.events import (
     ArchiveUnpinned,
     ArchiveVerified,
     Event,
-    PrepareSkipped,
     StoredEvent,
     TempFilesRemoved,
     WorkspaceIdentified,
-    WorkspacePrepared,
 )
-from daemon.eventlog.fold import State, fold
+from daemon.eventlog.fold import State
+from daemon.eventlog.replay import Replay
 from daemon.eventlog.store import EventStore
 from daemon.identity import Identity, ensure_identity, read_identity
-from daemon.openfiles import OpenFiles
 from daemon.retention import Decision, Policy, decide
 
 log = structlog.get_logger("daemon.ops")
+from daemon.prepare import Prepared, clears_member, prepare_logs  # noqa: E402
+
+__all__ = ["Prepared", "clears_member", "prepare_logs"]
+
 REASONS = ("pre_training", "post_training", "abandoned", "manual", "recovery")
 Progress = Callable[[int, int], None]
 
@@ -61,14 +60,20 @@ class Workspace:
         *,
         recover: bool = False,
         on_append: Callable[[StoredEvent], None] | None = None,
+        snapshots: bool = False,
     ) -> None:
         self.settings = settings
         self.paths = settings.paths
         self._recover = recover
         self._on_append = on_append
+        self._snapshot_every = settings.daemon.snapshot_every if snapshots else None
+        """The daemon stores snapshots of the fold and records bad ones (eventlog/replay.py);
+        CLI commands only read them."""
         self._store: EventStore | None = None
         self._state = State()
+        """Only while the log cannot be opened (a degraded start): what could be read."""
         self._identity: Identity | None = None
+        self.replay: Replay | None = None
         if self.paths.event_log.exists():
             self._open()
 
@@ -77,6 +82,7 @@ class Workspace:
             self._store = EventStore.open(
                 self.paths.event_log, recover=self._recover, on_append=self._on_append
             )
+            self.replay = Replay(self._store, snapshot_every=self._snapshot_every)
         return self._store
 
     @property
@@ -84,12 +90,9 @@ class Workspace:
         return self._open()
 
     def state(self) -> State:
-        """The fold of every event so far (catching up with other writers)."""
-        if self._store is not None:
-            new = list(self._store.read(after=self._state.last_seq))
-            if new:
-                self._state = fold(self._state, new)
-        return self._state
+        """The fold of every event so far (catching up with other writers), from the
+        latest valid snapshot plus the events after it."""
+        return self.replay.state() if self.replay is not None else self._state
 
     def identity(self) -> Identity | None:
         """The workspace's identity, or None while it has none (nothing recorded yet)."""
@@ -123,6 +126,8 @@ class Workspace:
         return ownership.scan(self.paths.archive_dir, self.state().archives, self.workspace_id())
 
     def close(self) -> None:
+        if self.replay is not None and self._snapshot_every is not None:
+            self.replay.save()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -295,110 +300,4 @@ def set_pinned(ws: Workspace, path: Path, pinned: bool) -> bool:
     if (path.name in ws.state().pins) == pinned:
         return False
     ws.record(ArchivePinned(name=path.name) if pinned else ArchiveUnpinned(name=path.name))
-    return True
-
-
-@dataclass(frozen=True)
-class Prepared:
-    removed: int
-    kept: int
-    complete: bool = True
-    """False when ``still_ours`` turned False and preparing stopped early."""
-
-
-def prepare_logs(
-    ws: Workspace,
-    archive_path: Path,
-    session_id: str,
-    *,
-    still_ours: Callable[[], bool] | None = None,
-    open_files: OpenFiles | None = None,
-) -> Prepared:
-    """Remove from logs/ and the other ``prepare_clears`` folders (by default also
-    models/checkpoints/ and models/backups/) every file the verified archive holds
-    unchanged; the final model, config/ and root checkpoints stay.
-
-    A file is removed only when its size, mtime and sha256 all equal the
-    manifest's and no live process holds it open (``open_files``, from
-    :func:`~daemon.openfiles.scan_open_files`); anything else (changed, new, a
-    symlink, open) stays. ``still_ours`` is asked just before each unlink and each
-    folder removal: once it says False (the trainer stopped waiting and may be
-    writing logs), nothing more is removed and ``PrepareSkipped`` is recorded
-    instead of ``WorkspacePrepared``.
-    """
-    state = ws.state()
-    info = state.archives.get(archive_path.name)
-    if info is None or not info.verified:
-        raise DaemonError(f"{archive_path.name}: not a verified archive; logs/ left as they are")
-    manifest = engine.read_manifest(archive_path)
-    root = ws.paths.workspace
-    ours = still_ours or (lambda: True)
-    clears = ws.settings.daemon.prepare_clears
-    removed = kept = 0
-    members = [m for m in manifest.members if clears_member(clears, m.path)]
-    for i, member in enumerate(members):
-        path = root / member.path
-        if not _holds_unchanged(path, member, open_files):
-            kept += 1
-        elif not ours():
-            ws.record(PrepareSkipped(session_id, archive_path.name, removed=removed))
-            return Prepared(removed, len(members) - i + kept, complete=False)
-        else:
-            path.unlink()
-            removed += 1
-    for folder in clears:
-        if not _remove_empty_dirs(root / folder, ours):
-            ws.record(PrepareSkipped(session_id, archive_path.name, removed=removed))
-            return Prepared(removed, kept, complete=False)
-    ws.record(
-        WorkspacePrepared(
-            session_id=session_id, archive=archive_path.name, removed=removed, kept=kept
-        )
-    )
-    return Prepared(removed, kept)
-
-
-def clears_member(clears: Sequence[str], arcname: str) -> bool:
-    """Whether prepare may clear the archive member ``arcname`` (a pure decision)."""
-    return any(arcname.startswith(folder.rstrip("/") + "/") for folder in clears)
-
-
-def _holds_unchanged(
-    path: Path, member: engine.MemberRecord, open_files: OpenFiles | None = None
-) -> bool:
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
-        return False
-    if not stat.S_ISREG(st.st_mode) or st.st_size != member.size:
-        return False
-    if open_files is not None and open_files.holds(st):
-        return False  # a live process has it open: never removed under it
-    same_time = (
-        st.st_mtime_ns == member.mtime_ns
-        if member.mtime_ns
-        else abs(st.st_mtime - member.mtime) < 1e-3
-    )
-    if not same_time or member.changed:
-        return False
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest() == member.sha256
-
-
-def _remove_empty_dirs(top: Path, ours: Callable[[], bool]) -> bool:
-    """Remove empty folders below ``top`` (never ``top`` itself), each while ``ours()``.
-
-    Returns False when ``ours()`` said no (the rest stay).
-    """
-    for dirpath, _dirnames, files in os.walk(top, topdown=False):
-        if Path(dirpath) != top and not files:
-            if not ours():
-                return False
-            try:
-                os.rmdir(dirpath)
-            except OSError:
-                pass  # not empty
     return True

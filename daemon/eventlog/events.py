@@ -3,65 +3,37 @@
 An event's ``type`` is its class name; its JSON payload is its fields
 (``dataclasses.asdict``). ``SCHEMA`` is bumped when a type's fields change
 incompatibly; :func:`decode` ignores unknown fields so an old daemon can read a
-newer log, and fills missing optional ones from defaults.
+newer log, and fills missing optional ones from defaults. The events of the
+daemon itself (its life, its config, its health) live in ``daemon_events``,
+the base class in ``base``; this module registers them all.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any
 
-Area = Literal["logs", "models"]
-
-
-@dataclass(frozen=True)
-class Event:
-    """Base class: subclasses are registered by name in :data:`EVENT_TYPES`."""
-
-    SCHEMA: ClassVar[int] = 1
-
-    @property
-    def type(self) -> str:
-        return type(self).__name__
-
-    def payload(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
+from daemon.eventlog.base import Area, Event
+from daemon.eventlog.daemon_events import (
+    AckFailed,
+    ConfigRejected,
+    ConfigReloaded,
+    DaemonStarted,
+    DaemonStopped,
+    DiskFull,
+    DiskSpaceRecovered,
+    EventLogRecovered,
+    JobFailed,
+    JobMissed,
+    SnapshotIgnored,
+    SnapshotLoaded,
+    WatcherDegraded,
+    WatchRearmed,
+    WorkspaceIdentified,
+)
 
 # --- daemon lifecycle --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DaemonStarted(Event):
-    pid: int
-    version: str
-    workspace: str
-
-
-@dataclass(frozen=True)
-class DaemonStopped(Event):
-    pid: int
-    reason: str = "signal"
-
-
-@dataclass(frozen=True)
-class WorkspaceIdentified(Event):
-    """The workspace got its permanent id (``.daemon/workspace.json``), once in its life."""
-
-    workspace_id: str
-    created_at: str
-
-
-@dataclass(frozen=True)
-class ConfigReloaded(Event):
-    path: str
-
-
-@dataclass(frozen=True)
-class ConfigRejected(Event):
-    path: str
-    error: str
 
 
 # --- files -------------------------------------------------------------------
@@ -108,33 +80,6 @@ class Rescanned(Event):
     created: int = 0
     modified: int = 0
     deleted: int = 0
-
-
-@dataclass(frozen=True)
-class WatcherDegraded(Event):
-    reason: str
-    fallback: str
-
-
-@dataclass(frozen=True)
-class WatchRearmed(Event):
-    """``logs/`` or ``models/`` is no longer the folder the watch was set on (moved away,
-    deleted, recreated, mounted over): the old watch was dropped and, unless ``missing``,
-    a new one set on the folder now at that path (identified by ``new_inode``)."""
-
-    area: Area
-    reason: str
-    """``missing``, ``appeared``, ``replaced`` (another folder at the path) or ``watch_lost``."""
-    trigger: str = ""
-    """What made the daemon look: the notification (``moved``, ``deleted``, ``created``) or
-    ``tick`` (the periodic identity check)."""
-    old_inode: int | None = None
-    new_inode: int | None = None
-    """The folder now watched; None when nothing is (``missing``, or ``error``)."""
-    missing: bool = False
-    """No folder at the path: nothing is watched until one appears."""
-    error: str = ""
-    """Why the new folder could not be watched (the inotify watch limit, say)."""
 
 
 @dataclass(frozen=True)
@@ -286,59 +231,6 @@ class TempFilesRemoved(Event):
 # --- scheduler ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class JobFailed(Event):
-    job: str
-    error: str
-
-
-@dataclass(frozen=True)
-class JobMissed(Event):
-    job: str
-    scheduled_at: str = ""
-
-
-@dataclass(frozen=True)
-class EventLogRecovered(Event):
-    """The event log was unreadable at start; it was set aside and a new one begun."""
-
-    moved_to: str
-    recovered: int
-    error: str
-
-
-@dataclass(frozen=True)
-class DiskFull(Event):
-    """The event log could not be appended to (no space): the daemon holds what it must
-    record in memory, in order, and appends it all, after this event, once there is room."""
-
-    path: str
-    error: str
-    since: str = ""
-    """When the wait began (UTC, ISO-8601); the event itself is appended when it ends."""
-
-
-@dataclass(frozen=True)
-class DiskSpaceRecovered(Event):
-    """The wait that :class:`DiskFull` began ended: the held events precede this one."""
-
-    path: str
-    waited_s: float
-    held: int
-    """How many events were held in memory and appended between the two."""
-    dropped: int = 0
-    """File events not held (past the bound); a rescan follows and records the differences."""
-
-
-@dataclass(frozen=True)
-class AckFailed(Event):
-    """The acknowledgement file could not be written (permission, read-only, full disk)."""
-
-    session_id: str
-    path: str
-    error: str
-
-
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -377,6 +269,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DiskFull,
         DiskSpaceRecovered,
         AckFailed,
+        SnapshotLoaded,
+        SnapshotIgnored,
     )
 }
 

@@ -4,6 +4,8 @@ Several processes may append at once (the daemon and CLI commands such as
 ``archive`` or ``pin``): every append is its own ``BEGIN IMMEDIATE``
 transaction, so ``seq`` (an AUTOINCREMENT key) is strictly increasing and never
 reused. Triggers refuse UPDATE and DELETE: events are never changed.
+Snapshots of the fold live in a second table, ``snapshots``, made on the first
+save; they are a cache and may be dropped (eventlog/snapshot.py).
 """
 
 from __future__ import annotations
@@ -20,8 +22,24 @@ from typing import Any
 
 from daemon.errors import EventLogError, EventLogFullError
 from daemon.eventlog.events import Event, EventLogRecovered, StoredEvent
+from daemon.eventlog.snapshot import Snapshot
 
 STORE_VERSION = 1
+READ_BATCH = 1000
+"""Rows fetched per query by :meth:`EventStore.read`: a long log is streamed, never loaded."""
+
+_SNAP_SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshots (
+    seq     INTEGER PRIMARY KEY,
+    ts      TEXT    NOT NULL,
+    type    TEXT    NOT NULL,
+    format  INTEGER NOT NULL,
+    digest  TEXT    NOT NULL,
+    payload BLOB    NOT NULL
+)"""
+_SNAP_SAVE = "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)"
+_SNAP_SEQS = "SELECT seq FROM snapshots ORDER BY seq DESC"
+_SNAP_ROW = "SELECT seq, ts, type, format, digest, payload FROM snapshots WHERE seq = ?"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -177,11 +195,64 @@ class EventStore:
         if wanted:
             query += f" AND type IN ({','.join('?' * len(wanted))})"
             params += wanted
-        query += " ORDER BY seq"
+        query += f" ORDER BY seq LIMIT {READ_BATCH}"
+        while True:
+            with self._lock:
+                rows = self._conn.execute(query, params).fetchall()
+            for seq, ts, type_, schema, data in rows:
+                yield StoredEvent(seq, ts, type_, schema, json.loads(data))
+            if len(rows) < READ_BATCH:
+                return
+            params[0] = rows[-1][0]
+
+    def event_at(self, seq: int) -> tuple[str, str] | None:
+        """The (ts, type) of the event at ``seq``, or None when the log has none there."""
         with self._lock:
-            rows = self._conn.execute(query, params).fetchall()
-        for seq, ts, type_, schema, data in rows:
-            yield StoredEvent(seq, ts, type_, schema, json.loads(data))
+            row = self._conn.execute("SELECT ts, type FROM events WHERE seq = ?", (seq,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    # --- snapshots of the fold: a cache beside the events, see eventlog/snapshot.py ---
+
+    def snapshots(self) -> Iterator[Snapshot]:
+        """The stored snapshots, newest first (none when the table was never made)."""
+        with self._lock:
+            exists = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshots'"
+            ).fetchone()
+            seqs = [r[0] for r in self._conn.execute(_SNAP_SEQS)] if exists else []
+        for seq in seqs:  # one row at a time: a payload may be large
+            with self._lock:
+                row = self._conn.execute(_SNAP_ROW, (seq,)).fetchone()
+            if row is not None:
+                payload = row[5].encode() if isinstance(row[5], str) else bytes(row[5])
+                yield Snapshot(row[0], str(row[1]), str(row[2]), row[3], str(row[4]), payload)
+
+    def save_snapshot(self, snap: Snapshot, *, keep: int = 2) -> None:
+        """Store a snapshot and drop all but the newest ``keep``. Events are not touched."""
+        row = (snap.seq, snap.ts, snap.type, snap.format, snap.digest, snap.payload)
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(_SNAP_SCHEMA)
+                self._conn.execute(_SNAP_SAVE, row)
+                self._conn.execute(
+                    "DELETE FROM snapshots WHERE seq NOT IN "
+                    "(SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?)",
+                    (keep,),
+                )
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise EventLogError(f"{self.path}: cannot store a snapshot ({e})") from e
+
+    def drop_snapshot(self, seq: int) -> None:
+        """Delete one (bad) snapshot; the events are never touched."""
+        with self._lock:
+            try:
+                self._conn.execute("DELETE FROM snapshots WHERE seq = ?", (seq,))
+            except sqlite3.Error as e:
+                raise EventLogError(f"{self.path}: cannot drop a snapshot ({e})") from e
 
     def last_seq(self) -> int:
         with self._lock:

@@ -79,6 +79,7 @@ class HoldingWorkspace(ops.Workspace):
         on_append: Callable[[StoredEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_held: int = MAX_HELD,
+        snapshots: bool = False,
     ) -> None:
         self.clock = clock
         self.max_held = max_held
@@ -90,7 +91,7 @@ class HoldingWorkspace(ops.Workspace):
         self._hold_lock = threading.RLock()
         self._next_retry = 0.0
         try:
-            super().__init__(settings, recover=recover, on_append=on_append)
+            super().__init__(settings, recover=recover, on_append=on_append, snapshots=snapshots)
         except EventLogFullError as e:  # start degraded: read what is stored, wait for room
             self._store = None
             self._state = fold(State(), read_only(self.paths.event_log))

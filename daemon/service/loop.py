@@ -92,7 +92,9 @@ class Daemon:
         self.queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.coalescer = Coalescer(settings.daemon.coalesce_window_s)
         self._stat = partial(stat_file, settings.paths.workspace)
-        self.ws = HoldingWorkspace(settings, recover=True, on_append=logs.emit, clock=clock)
+        self.ws = HoldingWorkspace(
+            settings, recover=True, on_append=logs.emit, clock=clock, snapshots=True
+        )
         self.health = Health(settings.paths.daemon_dir, os.getpid())
         self._stop_reason: str | None = None
         self._reload = False
@@ -126,7 +128,7 @@ class Daemon:
         self.ws.record(
             DaemonStarted(pid=os.getpid(), version=version(), workspace=str(paths.workspace))
         )
-        self._status(f"recovering ({state.last_seq} events replayed)")
+        self._status(f"recovering (state at seq {state.last_seq})")
         self.models.remember(e.event for e in self.ws.stored(["ModelInvalid"]))
         ops.cleanup_temps(self.ws)
         self._check_lock(self.clock(), submit=False)  # sessions first, so adopted archives link
