@@ -73,7 +73,7 @@ class TrainerLock:
         pause: Callable[[float], None] = time.sleep,
     ) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
         deadline = clock() + self.retry_s
         while not try_flock(fd):
             if clock() >= deadline:
