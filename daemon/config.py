@@ -53,6 +53,9 @@ class DaemonConfig:
     """Fall back to a polling observer when inotify watches run out."""
     retry_max_s: float = 300.0
     """Longest wait before a failed archive task is tried again (5 s, doubling up to this)."""
+    metrics_file: str | None = None
+    """A Prometheus textfile (``*.prom``) rewritten after every archive, prune, upload and
+    failure, relative to the workspace unless absolute (null: off)."""
 
     def __post_init__(self) -> None:
         for name in ("keep_last", "keep_daily", "keep_weekly"):
@@ -75,6 +78,8 @@ class DaemonConfig:
         for name in ("archive_dir", "lock_file", "event_log"):
             if not getattr(self, name).strip():
                 raise ValueError(f"{name} must not be empty")
+        if self.metrics_file is not None and not self.metrics_file.strip().endswith(".prom"):
+            raise ValueError("metrics_file must name a .prom file (or be null)")
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class Paths:
     lock_file: Path
     event_log: Path
     config_file: Path
+    metrics_file: Path | None = None
 
     @property
     def daemon_dir(self) -> Path:
@@ -131,6 +137,7 @@ def load_settings(workspace: Path, config_file: Path | None = None) -> Settings:
         lock_file=resolve(daemon.lock_file),
         event_log=resolve(daemon.event_log),
         config_file=config_file,
+        metrics_file=resolve(daemon.metrics_file) if daemon.metrics_file else None,
     )
     _check_placement(paths)
     return Settings(daemon, logging, paths)
@@ -145,6 +152,7 @@ def _check_placement(paths: Paths) -> None:
         ("archive_dir", paths.archive_dir),
         ("lock_file", paths.lock_file),
         ("event_log", paths.event_log),
+        *((("metrics_file", paths.metrics_file),) if paths.metrics_file else ()),
     ):
         resolved = path.resolve()
         if key == "archive_dir" and resolved == paths.workspace:

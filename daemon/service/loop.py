@@ -43,9 +43,10 @@ from daemon.eventlog.events import (
     LockFileInvalid,
 )
 from daemon.eventlog.fold import FileInfo, State
+from daemon.service.metrics_file import TALLIED, MetricsFile
 from daemon.service.model_check import ModelChecker
 from daemon.service.notify import Health, Notifier
-from daemon.service.scheduler import JobDue, Scheduler
+from daemon.service.scheduler import JobDue, Scheduler, intervals
 from daemon.service.sessions import (
     ROTATE,
     Task,
@@ -96,7 +97,9 @@ class Daemon:
         self.clock = clock
         self.queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.coalescer = Coalescer(settings.daemon.coalesce_window_s)
-        self.ws = ops.Workspace(settings, recover=True, on_append=logs.emit)
+        p = settings.paths
+        self.metrics = MetricsFile(p.metrics_file, p.workspace, p.archive_dir)
+        self.ws = ops.Workspace(settings, recover=True, on_append=self.metrics.hook(logs.emit))
         self.health = Health(settings.paths.daemon_dir, os.getpid())
         self._stop_reason: str | None = None
         self._reload = False
@@ -127,6 +130,7 @@ class Daemon:
         paths = self.settings.paths
         self._status("replaying the event log")
         state = self.ws.state()
+        self.metrics.load(self.ws.store.read(types=list(TALLIED)))
         self.ws.record(
             DaemonStarted(pid=os.getpid(), version=version(), workspace=str(paths.workspace))
         )
@@ -147,7 +151,7 @@ class Daemon:
                 ThreadPoolExecutor(1, thread_name_prefix="archiver") as self.worker,
                 Scheduler(self.queue.put) as self.scheduler,
             ):
-                self.scheduler.schedule(self._intervals())
+                self.scheduler.schedule(intervals(self.settings.daemon))
                 self._rescan_now("start")
                 self._act(self.clock())  # the lock, and the work owed since the last run
                 self.notifier.ready(self._status_text())
@@ -158,6 +162,7 @@ class Daemon:
                 self._drain()
         finally:
             self.ws.record(DaemonStopped(pid=os.getpid(), reason=reason))
+            self.metrics.flush(self._state, up=False, force=True)
             self.health.remove()
             self.ws.close()
         return 0
@@ -257,6 +262,7 @@ class Daemon:
         if self._rotate and self._busy is None and self._stop_reason is None:
             self._rotate = False
             self._submit(ROTATE)
+        self.metrics.flush(self._state)
         self._ping(now)
         self._status(self._status_text())
 
@@ -322,6 +328,8 @@ class Daemon:
     def _task_done(self, done: TaskDone) -> None:
         self._busy = None
         self._lock_dirty = True
+        if done.task == ROTATE and done.error is None:
+            self.metrics.rotation_ran(time.time())
         if done.error is None:
             self._failures.pop(done.task, None)
             self._retry_at.pop(done.task, None)
@@ -343,14 +351,6 @@ class Daemon:
         if self.watcher.alive() and self.scheduler.alive():
             self.notifier.watchdog()
 
-    def _intervals(self) -> dict[str, float]:
-        d = self.settings.daemon
-        return {
-            "stale_check": d.stale_check_interval_s,
-            "rescan": d.rescan_interval_s,
-            "rotate": d.rotation_interval_s,
-        }
-
     def _reload_config(self) -> None:
         self.notifier.reloading()
         old = self.settings
@@ -363,9 +363,10 @@ class Daemon:
         else:
             self.settings = self.ws.settings = new
             self.ws.paths = new.paths
+            self.metrics.path, self.metrics.dirty = new.paths.metrics_file, True
             self.coalescer.window_s = new.daemon.coalesce_window_s
             logs.configure(new.logging)
-            self.scheduler.schedule(self._intervals())
+            self.scheduler.schedule(intervals(self.settings.daemon))
             if new.paths.lock_file != old.paths.lock_file:
                 self.watcher.lock_file = new.paths.lock_file
                 self._restart_watcher()

@@ -24,6 +24,7 @@ from apscheduler.events import (
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from daemon.config import DaemonConfig
 from daemon.eventlog.events import JobFailed, JobMissed
 from daemon.lifecycle import Service
 
@@ -93,3 +94,12 @@ class Scheduler(Service):
     def stop(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+
+
+def intervals(d: DaemonConfig) -> dict[str, float]:
+    """The daemon's jobs and their intervals in seconds, from its config."""
+    return {
+        "stale_check": d.stale_check_interval_s,
+        "rescan": d.rescan_interval_s,
+        "rotate": d.rotation_interval_s,
+    }
