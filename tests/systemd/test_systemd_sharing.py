@@ -10,6 +10,7 @@ clean stop. Skipped with the reason where the container cannot boot.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -95,7 +96,7 @@ def test_sessions_of_the_service_user_and_two_people_alternating(box: Container)
     sessions = []
     for user in ("training", "alice", "bob", "alice"):
         sid = train(box, user)
-        name = wait_for(lambda sid=sid: archived(box, sid), 120, f"{user}'s archive")
+        name = wait_for(functools.partial(archived, box, sid), 120, f"{user}'s archive")
         print(f"{user}: session {sid} -> {name}")
         sessions.append(sid)
     evs = events(box, "bob")
