@@ -8,6 +8,7 @@ document with ``--json``); recorded events are logged on stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from daemon.errors import (
     UsageError,
 )
 from daemon.protocol import LockFileError, LockHeldError
+from daemon.protocol.sharing import access_problem, no_access_line, share_with_group
 
 EPILOG = """\
 exit codes: 0 success, 1 the operation failed or found a problem, 2 bad usage or input.
@@ -117,15 +119,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def workspace_needs(workspace: Path, config: Path | None) -> list[tuple[Path, int]]:
+    """What every command needs of a (shared) workspace: read it, its config, and use
+    ``.daemon/`` (SQLite in WAL mode writes its ``-shm`` even to read)."""
+    rx, rwx = os.R_OK | os.X_OK, os.R_OK | os.W_OK | os.X_OK
+    daemon_dir = workspace / ".daemon"
+    return [
+        (workspace, rx),
+        (workspace / "config", rx),
+        (config or workspace / "config" / "config.json", os.R_OK),
+        (daemon_dir, rwx),
+        (daemon_dir / "events.sqlite3", os.R_OK | os.W_OK),
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    share_with_group()  # what this process creates stays usable by the workspace's group
     args = build_parser().parse_args(argv)
     prog = f"daemon {args.command}"
     try:
+        problem = access_problem(workspace_needs(args.workspace, args.config))
+        if problem is not None:
+            raise UsageError(problem)
         if not args.workspace.is_dir():
             raise UsageError(f"workspace {args.workspace} is not a folder")
         if args.config is not None and not args.config.is_file():
             raise UsageError(f"config file {args.config} does not exist")
         return commands.dispatch(args)
+    except PermissionError as e:
+        where = Path(e.filename) if e.filename else args.workspace
+        print(f"{prog}: error: {no_access_line(where)}", file=sys.stderr)
+        return 2
     except (ConfigError, UsageError, ArchiveNotFoundError, LockFileError, LockHeldError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -140,9 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except PermissionError as e:  # the workspace, the log or the archive folder is not ours
-        print(f"{prog}: error: {_os_error(e)}", file=sys.stderr)
-        return 2
     except OSError as e:  # read-only, vanished, full: the operation failed
         print(f"{prog}: failed: {_os_error(e)}", file=sys.stderr)
         return 1

@@ -87,6 +87,9 @@ class DaemonConfig:
     once a verified archive holds them unchanged; the final model in models/ stays."""
     snapshot_every: int = 1000
     """The daemon stores a snapshot of its folded state every N events (100 .. 1,000,000)."""
+    metrics_file: str | None = None
+    """A Prometheus textfile (``*.prom``) rewritten after every archive, prune, upload and
+    failure, relative to the workspace unless absolute (null: off)."""
 
     def __post_init__(self) -> None:
         for name in ("keep_last", "keep_daily", "keep_weekly"):
@@ -111,6 +114,8 @@ class DaemonConfig:
         for name in ("archive_dir", "lock_file", "event_log"):
             if not getattr(self, name).strip():
                 raise ValueError(f"{name} must not be empty")
+        if self.metrics_file is not None and not self.metrics_file.strip().endswith(".prom"):
+            raise ValueError("metrics_file must name a .prom file (or be null)")
         for folder in self.prepare_clears:
             check_cleared_folder(folder)
         check_bounds(self, DAEMON_BOUNDS)
@@ -159,6 +164,7 @@ class Paths:
     lock_file: Path
     event_log: Path
     config_file: Path
+    metrics_file: Path | None = None
 
     @property
     def daemon_dir(self) -> Path:
@@ -188,6 +194,7 @@ def load_settings(workspace: Path, config_file: Path | None = None) -> Settings:
         lock_file=resolve(daemon.lock_file),
         event_log=resolve(daemon.event_log),
         config_file=config_file,
+        metrics_file=resolve(daemon.metrics_file) if daemon.metrics_file else None,
     )
     _check_placement(paths)
     return Settings(daemon, logging, paths)
@@ -202,6 +209,7 @@ def _check_placement(paths: Paths) -> None:
         ("archive_dir", paths.archive_dir),
         ("lock_file", paths.lock_file),
         ("event_log", paths.event_log),
+        *((("metrics_file", paths.metrics_file),) if paths.metrics_file else ()),
     ):
         resolved = path.resolve()
         if key == "archive_dir" and resolved == paths.workspace:

@@ -8,12 +8,14 @@ stable-baselines3 are imported only after that, so input errors are reported fas
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from daemon.protocol import resolve_lock_path
+from daemon.protocol.sharing import access_problem, no_access_line, share_with_group
 from trainer.config import load_logging_config, load_training_config
 from trainer.data import load_csv, synthetic_series
 from trainer.errors import InputError, UsageError
@@ -37,6 +39,9 @@ steps_per_batch steps (every episode completes; the last chunk may begin the nex
 Exit codes: 0 completed, 1 failed, 2 bad input or lock held by another trainer,
 130/143 interrupted by SIGINT/SIGTERM (a model and the summary are still saved).
 """
+
+
+CONFIG_FILES = ("config.json", "training_config.json", "logging_config.json")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,6 +73,9 @@ def prepare(args: argparse.Namespace, argv: Sequence[str]) -> RunPlan:
     workspace: Path = args.workspace.absolute()
     if not workspace.is_dir():
         raise UsageError(f"--workspace {args.workspace}: no such folder")
+    problem = access_problem(workspace_needs(workspace))
+    if problem is not None:
+        raise UsageError(problem)
     config_path = args.config or workspace / "config" / "training_config.json"
     overrides: dict[str, Any] = {
         "total_episodes": args.total_episodes,
@@ -100,13 +108,29 @@ def prepare(args: argparse.Namespace, argv: Sequence[str]) -> RunPlan:
     )
 
 
+def workspace_needs(workspace: Path) -> list[tuple[Path, int]]:
+    """What a session needs of a (shared) workspace: write it, its logs/ and models/
+    (and what is in them: the daemon removes, the next trainer appends), the lock file."""
+    rwx = os.R_OK | os.W_OK | os.X_OK
+    needs = [(workspace, rwx), (workspace / "config", os.R_OK | os.X_OK)]
+    needs += [(workspace / "config" / name, os.R_OK) for name in CONFIG_FILES]
+    needs += [(workspace / area, rwx) for area in ("logs", "models")]
+    needs += [(workspace / "logs" / "training.log", os.R_OK | os.W_OK)]
+    return [*needs, (resolve_lock_path(workspace), os.R_OK | os.W_OK)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    share_with_group()  # what the session creates stays usable by the workspace's group
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
         plan = prepare(args, argv)
     except InputError as e:
         print(f"trainer: {e}", file=sys.stderr)
+        return 2
+    except PermissionError as e:
+        where = Path(e.filename) if e.filename else Path.cwd()
+        print(f"trainer: {no_access_line(where)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

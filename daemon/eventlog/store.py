@@ -285,8 +285,12 @@ def _connect(path: Path) -> sqlite3.Connection:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite creates a new database 0644 whatever the umask; made first with 0666,
+        # the umask decides (group-writable in a shared workspace: daemon.protocol.sharing),
+        # and SQLite gives its -wal and -shm the database's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666))
     except OSError as e:
-        raise EventLogError(f"{path}: cannot create the event log's folder ({e})") from e
+        raise EventLogError(f"{path}: cannot create the event log ({e})") from e
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA busy_timeout = 30000")

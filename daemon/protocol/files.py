@@ -3,7 +3,9 @@
 The trainer's exclusive flock belongs to the lock file's inode, so the lock
 file is rewritten in place (:func:`write_in_place`); the ack and other small
 files are replaced atomically (:func:`write_atomic`). Probing a lock opens the
-file read-only, so it writes and creates nothing.
+file read-only, so it writes and creates nothing. Files are created 0666 and the
+umask decides (both programs clear its group bits: :mod:`daemon.protocol.sharing`),
+so the lock, the ack and ``.daemon/daemon.lock`` stay usable by the workspace's group.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def write_in_place(fd: int, text: str) -> None:
 def write_atomic(path: Path, text: str) -> None:
     """Write a small file by temp file, fsync and rename, then fsync the folder."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
         try:
             os.write(fd, text.encode())
@@ -94,7 +96,7 @@ def fsync_dir(path: Path) -> None:
 def held_exclusively(path: Path) -> Iterator[int]:
     """Hold an exclusive flock on ``path`` (created if needed) or raise LockHeldError."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     if not try_flock(fd):
         os.close(fd)
         raise LockHeldError(f"{path}: held by another process")

@@ -121,7 +121,7 @@ class TrainerLock:
         guard_fd = self._take_guard(deadline, clock, pause)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
             while not try_flock(fd):
                 if clock() >= deadline:
                     os.close(fd)
@@ -189,7 +189,7 @@ class TrainerLock:
                 pass
             try:
                 fd = os.open(
-                    self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644
+                    self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666
                 )
             except OSError as e:
                 return f"{self.path}: cannot take the lock file again ({e.strerror})"

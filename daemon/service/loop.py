@@ -31,11 +31,8 @@ from types import FrameType
 import structlog
 
 from daemon import logs, ops
-from daemon.config import Settings, check_reloadable, load_settings
-from daemon.errors import ConfigError
+from daemon.config import Settings
 from daemon.eventlog.events import (
-    ConfigRejected,
-    ConfigReloaded,
     DaemonStarted,
     DaemonStopped,
     Event,
@@ -43,8 +40,10 @@ from daemon.eventlog.events import (
 )
 from daemon.eventlog.fold import State
 from daemon.service.holding import RETRY_S, HoldingWorkspace
+from daemon.service.metrics_file import TALLIED, MetricsFile
 from daemon.service.model_check import ModelChecker
 from daemon.service.notify import Health, Notifier
+from daemon.service.reload import reload_config
 from daemon.service.scheduler import JobDue, Scheduler, intervals
 from daemon.service.sessions import (
     ROTATE,
@@ -92,8 +91,11 @@ class Daemon:
         self.queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.coalescer = Coalescer(settings.daemon.coalesce_window_s)
         self._stat = partial(stat_file, settings.paths.workspace)
+        p = settings.paths
+        self.metrics = MetricsFile(p.metrics_file, p.workspace, p.archive_dir)
+        on_append = self.metrics.hook(logs.emit)
         self.ws = HoldingWorkspace(
-            settings, recover=True, on_append=logs.emit, clock=clock, snapshots=True
+            settings, recover=True, on_append=on_append, clock=clock, snapshots=True
         )
         self.health = Health(settings.paths.daemon_dir, os.getpid())
         self._stop_reason: str | None = None
@@ -125,6 +127,7 @@ class Daemon:
         paths = self.settings.paths
         self._status("replaying the event log")
         state = self.ws.state()
+        self.metrics.load(self.ws.store.read(types=list(TALLIED)))
         self.ws.record(
             DaemonStarted(pid=os.getpid(), version=version(), workspace=str(paths.workspace))
         )
@@ -157,6 +160,7 @@ class Daemon:
         finally:
             self.ws.record(DaemonStopped(pid=os.getpid(), reason=reason))
             self.ws.retry(self.clock() + RETRY_S)  # one last try for what a full disk held
+            self.metrics.flush(self._state, up=False, force=True)
             self.health.remove()
             self.ws.close()  # logs what is still held: the journal keeps it
         return 0
@@ -268,6 +272,7 @@ class Daemon:
         if self._rotate and self._busy is None and self._stop_reason is None and not waiting:
             self._rotate = False
             self._submit(ROTATE)
+        self.metrics.flush(self._state)
         self._ping(now)
         self._status(self._status_text())
 
@@ -324,6 +329,8 @@ class Daemon:
     def _task_done(self, done: TaskDone) -> None:
         self._busy = None
         self._lock_dirty = True
+        if done.task == ROTATE and done.error is None:
+            self.metrics.rotation_ran(time.time())
         if done.error is None:
             self._failures.pop(done.task, None)
             self._retry_at.pop(done.task, None)
@@ -352,25 +359,7 @@ class Daemon:
             self.notifier.watchdog()
 
     def _reload_config(self) -> None:
-        self.notifier.reloading()
-        old = self.settings
-        path = str(old.paths.config_file)
-        try:
-            new = load_settings(old.paths.workspace, self.config_file)
-            check_reloadable(old, new)
-        except ConfigError as e:
-            self.ws.record(ConfigRejected(path=path, error=str(e)))
-        else:
-            self.settings = self.ws.settings = new
-            self.ws.paths = new.paths
-            self.coalescer.window_s = new.daemon.coalesce_window_s
-            logs.configure(new.logging)
-            self.scheduler.schedule(intervals(self.settings.daemon))
-            if new.paths.lock_file != old.paths.lock_file:
-                self.watcher.lock_file = new.paths.lock_file
-                self._restart_watcher()
-            self.ws.record(ConfigReloaded(path=path))
-        self.notifier.send(READY="1", STATUS=self._status_text())
+        reload_config(self)
 
     # --- status -------------------------------------------------------------
 
