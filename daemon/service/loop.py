@@ -127,7 +127,7 @@ class Daemon:
         paths = self.settings.paths
         self._status("replaying the event log")
         state = self.ws.state()
-        self.metrics.load(self.ws.store.read(types=list(TALLIED)))
+        self.metrics.load(self.ws.stored(list(TALLIED)))
         self.ws.record(
             DaemonStarted(pid=os.getpid(), version=version(), workspace=str(paths.workspace))
         )
