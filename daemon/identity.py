@@ -5,9 +5,10 @@ first time a daemon or a command records anything in the workspace (read-only
 commands on a fresh workspace leave nothing behind, so they only *read* it).
 It is written once, atomically (a hidden temporary file, fsynced, then
 hard-linked to its name, so two processes making it at once agree on one id:
-whoever links second reads the first one's) with mode 0640, readable by the
-workspace's group. It is never rewritten: a file that is not a valid identity
-is bad input (``ConfigError``, exit 2) and is left as it is.
+whoever links second reads the first one's) with mode 0666 & ~umask, which the
+sharing umask makes readable and writable by the workspace's group (0664 or
+0660), like everything else under .daemon/. It is never rewritten: a file that
+is not a valid identity is bad input (``ConfigError``, exit 2) and is left as it is.
 
 Every archive's manifest names this id; archives with another id (or none,
 unless this workspace's event log recorded them) are foreign.
@@ -27,7 +28,8 @@ from daemon.errors import ConfigError
 from daemon.protocol.jsonfile import JSONFileError, read_object
 
 IDENTITY_FILE = "workspace.json"
-IDENTITY_MODE = 0o640
+IDENTITY_MODE = 0o666
+"""Before the umask, as every file both programs share (DESIGN.md, "Sharing")."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,6 @@ def ensure_identity(
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, IDENTITY_MODE)
     try:
         try:
-            os.fchmod(fd, IDENTITY_MODE)
             os.write(fd, body.encode())
             os.fsync(fd)
         finally:

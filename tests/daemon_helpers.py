@@ -83,12 +83,14 @@ class NotifySocket:
 
     def __init__(self, folder: Path, *, abstract: bool = False) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.path: Path | None = None
         if abstract:
             name = f"training-daemon-test-{secrets.token_hex(6)}"
             self.sock.bind(b"\0" + name.encode())
             self.env_value = f"@{name}"
         else:
             path = folder / "notify.sock"
+            self.path = path
             self.sock.bind(str(path))
             self.env_value = str(path)
         self.sock.settimeout(0.05)
@@ -139,6 +141,8 @@ class NotifySocket:
         if self._drainer is not None:
             self._drainer.join(5)
         self.sock.close()
+        if self.path is not None:  # a later socket in the same folder may bind again
+            self.path.unlink(missing_ok=True)
 
 
 class DaemonProcess:

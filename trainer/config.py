@@ -25,10 +25,11 @@ Check = Callable[[Any], Any]
 
 def _int(low: int, high: int | None = None) -> Check:
     def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"an integer >= {low}")
-        if high is not None and v > high:
-            raise ValueError(f"an integer <= {high}")
+        ok = isinstance(v, int) and not isinstance(v, bool) and v >= low
+        if not ok or (high is not None and v > high):
+            raise ValueError(
+                f"an integer >= {low}" if high is None else f"an integer between {low} and {high}"
+            )
         return v
 
     return check

@@ -213,6 +213,12 @@ def parse_start_time(stat_line: str) -> int | None:
         return None
 
 
+def parse_state(stat_line: str) -> str | None:
+    """Field 3 of a ``/proc/PID/stat`` line (``R``, ``S``, ``Z`` for a zombie...)."""
+    fields = stat_line[stat_line.rfind(")") + 1 :].split()
+    return fields[0] if fields else None
+
+
 # --- paths -----------------------------------------------------------------
 
 

@@ -7,6 +7,8 @@ decision :func:`liveness` weighs what a :class:`Probe` saw of that pid:
 - another host: ``unknown`` (nothing here can say);
 - another boot: ``dead`` (every process of that boot is gone);
 - ``kill(pid, 0)`` fails with ESRCH: ``dead``;
+- the pid is a zombie (state ``Z``: it has exited, its parent has not reaped it
+  yet; its files, flocks included, are closed): ``dead``;
 - the pid exists but started at another time: ``dead`` (the pid was reused);
 - the pid exists and its start time matches, or cannot be read: ``alive``.
 
@@ -47,7 +49,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from daemon.protocol.document import LockInfo, read_boot_id, read_start_time
+from daemon.protocol.document import LockInfo, parse_start_time, parse_state, read_boot_id
 
 Liveness = Literal["alive", "dead", "unknown"]
 Signal = Literal["exists", "gone", "denied"]
@@ -78,6 +80,8 @@ class Seen:
     """Its start time, or None when /proc does not show it (gone, or hidden)."""
     started_wall: float | None = None
     """Its start as a Unix time (boot time + start ticks), when /proc shows it."""
+    exited: bool = False
+    """/proc shows it as a zombie (``Z``) or dying (``X``): it will never write again."""
 
 
 Probe = Callable[[int], Seen]
@@ -102,7 +106,7 @@ def liveness(who: ProcessIdentity, probe: Probe) -> Liveness:
         and who.boot_id != seen.boot_id
     ):
         return "dead"
-    if seen.signal == "gone":
+    if seen.signal == "gone" or seen.exited:
         return "dead"
     if who.start_time is not None and seen.start_time is not None:
         if who.start_time != seen.start_time:
@@ -149,13 +153,18 @@ class SystemProbe:
     kill: Callable[[int], Signal] = send_zero
 
     def __call__(self, pid: int) -> Seen:
-        ticks = read_start_time(pid, proc=self.proc)
+        try:
+            stat = (self.proc / str(pid) / "stat").read_text()
+        except (OSError, UnicodeDecodeError):
+            stat = ""  # gone, or hidden (hidepid): no evidence either way
+        ticks = parse_start_time(stat)
         return Seen(
             host=socket.gethostname(),
             boot_id=read_boot_id(),
             signal=self.kill(pid),
             start_time=ticks,
             started_wall=None if ticks is None else self._wall(ticks),
+            exited=parse_state(stat) in ("Z", "X"),
         )
 
     def _wall(self, ticks: int) -> float | None:

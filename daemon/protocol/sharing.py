@@ -22,6 +22,7 @@ line naming the file and what to do, for both programs to print with exit 2.
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
@@ -81,8 +82,17 @@ def access_problem(needs: Iterable[tuple[Path, int]]) -> str | None:
                 return no_access_line(path.parent, "cannot enter the folder")
             continue
         if not os.access(path, mode):
+            if mode & os.W_OK and _read_only_fs(path):  # no group can help with that
+                return f"{path}: cannot write: {os.strerror(errno.EROFS)}"
             return no_access_line(path, _describe(mode))
     return None
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _describe(mode: int) -> str:

@@ -59,7 +59,11 @@ CASES = [
         "config/training_config.json: n_steps 64 must divide steps_per_batch 100 "
         "(--steps-per-batch)",
     ),
-    ({}, ["--total-episodes", "0"], "--total-episodes: must be an integer >= 1, got 0"),
+    (
+        {},
+        ["--total-episodes", "0"],
+        "--total-episodes: must be an integer between 1 and 1000000, got 0",
+    ),
     ({}, ["--steps-per-batch", "many"], "argument --steps-per-batch: invalid int value"),
     ({}, ["--device", "tpu"], "argument --device: invalid choice"),
     ({}, ["--frobnicate"], "unrecognized arguments: --frobnicate"),

@@ -29,7 +29,13 @@ NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 # --- .daemon/workspace.json ----------------------------------------------------------
 
 
-def test_the_identity_is_made_once_group_readable_and_then_only_read(tmp_path: Path):
+def test_the_identity_is_made_once_for_the_group_and_then_only_read(tmp_path: Path):
+    old = os.umask(0o002)  # the sharing umask of a person with 0022
+    try:
+        made, new = ensure_identity(tmp_path / "shared", now=lambda: NOW)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "shared" / "workspace.json").stat().st_mode) == 0o664
     daemon_dir = tmp_path / ".daemon"
     assert read_identity(daemon_dir) is None and not daemon_dir.exists()
     made, new = ensure_identity(daemon_dir, now=lambda: NOW)
@@ -39,7 +45,7 @@ def test_the_identity_is_made_once_group_readable_and_then_only_read(tmp_path: P
         "workspace_id": made.workspace_id,
         "created_at": made.created_at,
     }
-    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~old
     again, new_again = ensure_identity(daemon_dir)
     assert again == made and not new_again
     assert sorted(p.name for p in daemon_dir.iterdir()) == ["workspace.json"]  # no temp left

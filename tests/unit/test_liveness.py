@@ -15,8 +15,14 @@ import pytest
 
 from daemon.openfiles import pids_hidden, scan_open_files
 from daemon.protocol import LockInfo, ProcessIdentity, Seen, SystemProbe, identity_of, liveness
-from daemon.protocol.document import parse_start_time, read_boot_id, read_start_time
+from daemon.protocol.document import (
+    parse_start_time,
+    parse_state,
+    read_boot_id,
+    read_start_time,
+)
 from daemon.protocol.liveness import send_zero
+from tests.daemon_helpers import wait_until
 
 HOST = socket.gethostname()
 BOOT = "boot-a"
@@ -85,6 +91,8 @@ def test_start_time_is_field_22_counted_after_the_last_parenthesis() -> None:
     rest = " ".join(str(n) for n in range(3, 30))  # field 3 holds "3", ..., field 22 holds "22"
     assert parse_start_time(f"99 (a) b) (c) {rest}") == 22  # a command name with ") ("
     assert parse_start_time("99 (short) S 1") is None
+    assert parse_state(f"99 (a) Z) (c) {rest}") == "3" and parse_state("99 (z) Z 1") == "Z"
+    assert parse_state("") is None
     assert read_start_time(os.getpid()) == parse_start_time(Path("/proc/self/stat").read_text())
 
 
@@ -97,6 +105,9 @@ def test_the_system_probe_on_real_processes() -> None:
     reused = ProcessIdentity(child.pid, HOST, read_boot_id(), (who.start_time or 0) + 1)
     assert liveness(reused, SystemProbe()) == "dead"
     child.kill()
+    wait_until(lambda: parse_state(Path(f"/proc/{child.pid}/stat").read_text()) == "Z", 10)
+    assert send_zero(child.pid) == "exists"  # a zombie: exited, not yet reaped by its parent
+    assert liveness(who, SystemProbe()) == "dead"
     child.wait()
     assert send_zero(child.pid) == "gone"
     assert liveness(who, SystemProbe()) == "dead"

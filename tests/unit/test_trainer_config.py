@@ -56,9 +56,15 @@ def test_values_are_read_and_normalised(tmp_path):
         ("{not json", "not valid JSON"),
         ("[1, 2]", "expected a JSON object"),
         ({"steps_per_bach": 10}, "unknown key 'steps_per_bach'"),
-        ({"steps_per_batch": "100"}, "key 'steps_per_batch' must be an integer >= 2, got \"100\""),
-        ({"steps_per_batch": 1}, "key 'steps_per_batch' must be an integer >= 2, got 1"),
-        ({"total_episodes": 2.5}, "key 'total_episodes' must be an integer >= 1"),
+        (
+            {"steps_per_batch": "100"},
+            "key 'steps_per_batch' must be an integer between 2 and 10000000, got \"100\"",
+        ),
+        (
+            {"steps_per_batch": 1},
+            "key 'steps_per_batch' must be an integer between 2 and 10000000, got 1",
+        ),
+        ({"total_episodes": 2.5}, "key 'total_episodes' must be an integer between 1 and 1000000"),
         ({"total_episodes": True}, "key 'total_episodes' must be an integer"),
         ({"enable_tensorboard": "yes"}, "key 'enable_tensorboard' must be true or false"),
         ({"algorithm": "SAC"}, "key 'algorithm' must be one of PPO, A2C, DQN"),
@@ -84,7 +90,9 @@ def test_overrides_are_checked_and_name_the_option(tmp_path):
     path = write(tmp_path, {"total_episodes": 1})
     c = load_training_config(path, overrides={"total_episodes": 3, "seed": 5})
     assert (c.total_episodes, c.seed) == (3, 5)
-    with pytest.raises(ConfigError, match=r"^--total-episodes: must be an integer >= 1, got 0$"):
+    with pytest.raises(
+        ConfigError, match=r"^--total-episodes: must be an integer between 1 and 1000000, got 0$"
+    ):
         load_training_config(path, overrides={"total_episodes": 0})
 
 
