@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator
 
-from daemon.errors import EventLogError
+from daemon.errors import EventLogError, EventLogFullError
 from daemon.eventlog.events import Event, SnapshotIgnored, SnapshotLoaded, StoredEvent
 from daemon.eventlog.fold import State, fold
 from daemon.eventlog.snapshot import SnapshotInvalid, check, make
@@ -37,6 +37,9 @@ class Replay:
         self.replayed = 0
         """Events folded on top of it by the first call."""
         self.save_error: str | None = None
+        self.unrecorded: list[Event] = []
+        self.unrecorded_error = ""
+        """What the first replay could not record for want of space (the caller's to hold)."""
         self._state: State | None = None
         self._last: StoredEvent | None = None
         self._saved_seq = 0
@@ -70,7 +73,12 @@ class Replay:
         if self.snapshot_every is not None:
             events: list[Event] = [SnapshotIgnored(seq=s, reason=r) for s, r in bad]
             events.append(SnapshotLoaded(seq=self.loaded_from, replayed=self.replayed))
-            self.store.append_many(events)
+            try:
+                self.store.append_many(events)
+            except EventLogFullError as e:
+                self.unrecorded = events  # the writer holds them until there is room
+                self.unrecorded_error = str(e)
+                bad = []  # and keeps the bad snapshots until they are recorded
             for seq, _ in bad:
                 self.store.drop_snapshot(seq)
             state = self._fold(state, self.store.read(after=state.last_seq))

@@ -134,6 +134,11 @@ class HoldingWorkspace(ops.Workspace):
         """The stored state, with the held events folded on top (not cached)."""
         with self._hold_lock:
             stored = super().state()
+            if self.replay is not None and self.replay.unrecorded:  # its start on a full disk
+                owed, self.replay.unrecorded = self.replay.unrecorded, []
+                if self.wait is None:
+                    self._begin_wait(self.replay.unrecorded_error)
+                self._held.extend(owed)
             if not self._held:
                 return stored
             return fold(stored, self._provisional(stored.last_seq, self._held))

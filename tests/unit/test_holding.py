@@ -6,6 +6,7 @@ disk getting room again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import structlog
 
 from daemon.config import load_settings
 from daemon.errors import EventLogFullError
-from daemon.eventlog.events import Event, FileCreated, SessionStarted
+from daemon.eventlog.events import Event, FileCreated, SessionStarted, SnapshotLoaded
 from daemon.eventlog.store import EventStore
 from daemon.service.holding import RETRY_S, HoldingWorkspace, read_only
 
@@ -55,6 +56,16 @@ def fill_until_full(ws: HoldingWorkspace) -> list[Event]:
         sent += batch
         if ws.waiting:
             return sent
+    raise AssertionError("the log never filled")
+
+
+def fill_store(ws: HoldingWorkspace, batch: Sequence[Event]) -> None:
+    """Append ``batch`` straight to the store until it is full."""
+    for _ in range(10_000):
+        try:
+            ws.store.append_many(batch)
+        except EventLogFullError:
+            return
     raise AssertionError("the log never filled")
 
 
@@ -138,3 +149,27 @@ def test_read_only_reads_a_closed_log_without_writing(tmp_path: Path) -> None:
     assert [e.data["path"][:9] for e in read_only(path)] == ["logs/f000", "logs/f000", "logs/f000"]
     assert path.read_bytes() == before
     assert read_only(tmp_path / "missing.sqlite3") == []
+
+
+def test_a_start_on_a_full_log_holds_the_replays_own_events_too(tmp_path: Path) -> None:
+    clock = Clock()
+    first = HoldingWorkspace(load_settings(tmp_path), clock=clock, snapshots=True)
+    first.record_many(files(5))
+    first.state()
+    first.close()  # a clean stop stores a snapshot
+    ws = HoldingWorkspace(load_settings(tmp_path), clock=clock, snapshots=True)
+    set_limit(ws, 0)
+    tiny = SnapshotLoaded(seq=0, replayed=0)  # no bigger than the one the replay records
+    for small in (files(1), [tiny]):  # the disk fills up before the start's first fold,
+        fill_store(ws, small)  # to the last byte
+    stored = ws.store.last_seq()
+    state = ws.state()  # the replay cannot record SnapshotLoaded: held, not an exit
+    assert ws.waiting and ws.held == 1 and state.last_seq == stored + 1
+    assert ws.store.last_seq() == stored
+    set_limit(ws, None)
+    assert ws.retry(clock.now + RETRY_S)
+    tail = [e.type for e in ws.store.read(after=stored)]
+    assert tail == ["DiskFull", "SnapshotLoaded", "DiskSpaceRecovered"]
+    loaded = next(iter(ws.store.read(after=stored, types=["SnapshotLoaded"])))
+    assert loaded.data["seq"] > 0  # it did start from the snapshot of the clean stop
+    ws.close()
