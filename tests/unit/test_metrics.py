@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon import metrics
@@ -135,7 +136,6 @@ def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(
 
 
 def test_the_alert_rules_parse_and_name_existing_metrics() -> None:
-    yaml = pytest.importorskip("yaml")
     rules = yaml.safe_load((REPO / "deploy/prometheus-alerts.yml").read_text())
     (group,) = rules["groups"]
     alerts = {rule["alert"]: rule for rule in group["rules"]}
