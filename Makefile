@@ -36,6 +36,8 @@ bench: $(VENV)/.installed
 	$(PY) tests/benchmarks/bench_trainer_daemon.py
 	$(PY) tests/benchmarks/bench_watch.py
 	$(PY) tests/benchmarks/bench_trainer.py
+	$(PY) tests/benchmarks/bench_sessions.py
+	$(PY) tests/benchmarks/bench_eventlog.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
