@@ -127,7 +127,8 @@ class Daemon:
         paths = self.settings.paths
         self._status("replaying the event log")
         state = self.ws.state()
-        self.metrics.load(self.ws.stored(list(TALLIED)))
+        if self.metrics.path is not None:  # only the textfile needs the tally of all time
+            self.metrics.load(self.ws.stored(list(TALLIED)))
         self.ws.record(
             DaemonStarted(pid=os.getpid(), version=version(), workspace=str(paths.workspace))
         )

@@ -159,6 +159,11 @@ class MetricsFile:
 
         return on_append
 
+    @property
+    def loaded(self) -> bool:
+        """Whether :meth:`load` ran (the daemon skips it while no ``metrics_file`` is set)."""
+        return self._loaded
+
     def load(self, events: Iterable[StoredEvent]) -> None:
         """The tally of the log so far (the events of :data:`TALLIED` types)."""
         t = Tally()

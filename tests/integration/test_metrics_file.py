@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -113,3 +114,32 @@ def _final_name(daemon: DaemonProcess, trainer: FakeTrainer) -> str:
         "ArchiveCompleted", timeout=60, session_id=trainer.session_id, reason="post_training"
     )
     return str(done.data["name"])
+
+
+def test_metrics_turned_on_by_a_reload_count_the_archives_made_before(
+    tmp_path: Path, notify: NotifySocket
+) -> None:
+    """Without ``metrics_file`` the daemon does not read its whole history at start; a
+    reload that sets it loads the tally then, so the counters still cover all time."""
+    ws = make_daemon_workspace(tmp_path / "ws")
+    daemon = DaemonProcess(ws, notify)
+    try:
+        daemon.wait_ready(60)
+        trainer = FakeTrainer(ws)
+        assert trainer.start(ack_timeout_s=60) is not None
+        trainer.write_logs()
+        trainer.stop()
+        daemon.wait_event("ArchiveVerified", timeout=60, name=_final_name(daemon, trainer))
+        textfile = tmp_path / "textfile" / "training_archiver.prom"
+        textfile.parent.mkdir()
+        config = ws / "config" / "config.json"
+        doc = json.loads(config.read_text())
+        config.write_text(json.dumps({**doc, "metrics_file": str(textfile)}))
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_event("ConfigReloaded", timeout=30)
+        wait_until(textfile.exists, 30, "the metrics file after the reload")
+        figures = samples(textfile)
+        assert figures[P + "archives_created_total"] == 2  # pre_training and post_training
+        assert figures[P + "archives"] == 2
+    finally:
+        assert daemon.terminate(60) == 0, daemon.stderr()
