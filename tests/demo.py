@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = Path(os.environ.get("DEMO_WORKSPACE", REPO / "demo-workspace"))
 EPISODES = os.environ.get("DEMO_EPISODES", "1")
 PY = sys.executable
+METRICS_FILE = "metrics/training_archiver.prom"
+"""Relative to the workspace, as node_exporter's textfile collector would read it."""
 
 
 def say(text: str) -> None:
@@ -60,6 +62,12 @@ def prepare_workspace() -> None:
     for name in ("config.json", "training_config.json", "logging_config.json"):
         if not (config / name).exists():
             shutil.copy(REPO / "config" / name, config / name)
+    daemon_config = config / "config.json"
+    doc = json.loads(daemon_config.read_text())
+    if "metrics_file" not in doc:  # show the Prometheus textfile too (README, "Monitoring")
+        doc["metrics_file"] = METRICS_FILE
+        daemon_config.write_text(json.dumps(doc, indent=2) + "\n")
+    (WORKSPACE / METRICS_FILE).parent.mkdir(exist_ok=True)  # the daemon makes no folders
 
 
 def start_daemon(notify: socket.socket, notify_path: str) -> subprocess.Popen[bytes]:
@@ -133,6 +141,10 @@ def main() -> int:
         print(daemon_cli("status"), end="")
         say("python -m daemon list")
         print(daemon_cli("list"), end="")
+        metrics = WORKSPACE / METRICS_FILE
+        if metrics.exists():
+            say(f"The metrics file ({metrics})")
+            print(metrics.read_text(), end="")
         say("Where things are")
         archive_dir = json.loads(daemon_cli("status", "--json"))["archive_dir"]
         print(f"archive:          {Path(archive_dir) / name}")

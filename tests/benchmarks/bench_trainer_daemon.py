@@ -21,11 +21,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.benchmarks.bench_daemon import cpu_seconds  # noqa: E402
 from tests.daemon_helpers import DaemonProcess, NotifySocket  # noqa: E402
 
 
@@ -58,16 +60,21 @@ def main() -> None:
     watched = fresh_workspace(root, "watched")
     alone = fresh_workspace(root, "alone")
     notify = NotifySocket(root)
+    notify.drain_in_background()  # as systemd reads it
     daemon = DaemonProcess(watched, notify)
     with_daemon: list[float] = []
     without: list[float] = []
+    shares: list[float] = []
+    """The daemon's CPU (share of one core) over each watched session, archives included."""
     try:
         daemon.wait_ready(timeout=60)
         for round_ in range(args.rounds):
             order = [True, False] if round_ % 2 == 0 else [False, True]
             for watched_run in order:
                 if watched_run:
+                    cpu0, wall0 = cpu_seconds(daemon.pid), time.monotonic()
                     with_daemon.append(one_session(watched, args.episodes, archive=True))
+                    shares.append((cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - wall0))
                 else:
                     without.append(one_session(alone, args.episodes, archive=False))
             print(
@@ -84,6 +91,9 @@ def main() -> None:
     print(f"sessions per side: {args.rounds}; archives the daemon made: {archives}")
     print(f"median fps with the daemon:    {statistics.median(with_daemon):.0f}")
     print(f"median fps without a daemon:   {statistics.median(without):.0f}")
+    spread = [f"{min(v):.0f}-{max(v):.0f}" for v in (with_daemon, without)]
+    print(f"fps range, with / without:     {spread[0]} / {spread[1]} (the machine's noise)")
+    print(f"daemon CPU over a session:     {100 * statistics.median(shares):.1f}% of one core")
     print(f"ratio with / without:          {ratio:.3f} (target >= 0.98)")
 
 

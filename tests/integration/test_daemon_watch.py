@@ -46,14 +46,6 @@ with open(sys.argv[1], "a") as f:
 
 
 @pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(tmp_path)
-    sock.drain_in_background()
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
 def daemon(tmp_path: Path, notify: NotifySocket) -> Iterator[DaemonProcess]:
     ws = make_daemon_workspace(tmp_path / "ws", rescan_interval_s=600)
     proc = DaemonProcess(ws, notify)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -31,14 +30,6 @@ def samples(path: Path) -> dict[str, float]:
             key = s.name if "state" not in s.labels else f"{s.name}[{s.labels['state']}]"
             out[key] = s.value
     return out
-
-
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(tmp_path)
-    sock.drain_in_background()
-    yield sock
-    sock.close()
 
 
 def test_the_metrics_file_follows_archives_and_says_down_at_stop(

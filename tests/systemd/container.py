@@ -38,14 +38,13 @@ import shlex
 import shutil
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
-T = TypeVar("T")
+from tests.daemon_helpers import wait_until as wait_for
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LAUNCHER = r"""
@@ -61,20 +60,6 @@ exec systemd-nspawn --quiet --boot --register=no --keep-unit --private-network \
 
 class Unavailable(Exception):
     """This machine cannot boot the container (the reason is the message)."""
-
-
-def wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = 0.02
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.25)
 
 
 def why_unavailable() -> str | None:

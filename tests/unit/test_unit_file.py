@@ -1,4 +1,4 @@
-"""The systemd unit passes `systemd-analyze verify` cleanly and scores <= 2.0 in `security`."""
+"""The systemd unit passes `systemd-analyze verify` cleanly and scores <= 1.0 in `security`."""
 
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ def test_verify_reports_nothing(unit: Path) -> None:
     assert result.stderr.strip() == "" and result.stdout.strip() == ""
 
 
-def test_security_exposure_is_at_most_2(unit: Path) -> None:
+def test_security_exposure_is_at_most_1(unit: Path) -> None:
     result = _analyze("security", "--offline=true", str(unit))
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
-    assert float(match.group(1)) <= 2.0, result.stdout
+    assert float(match.group(1)) <= 1.0, result.stdout
