@@ -238,3 +238,39 @@ def test_a_full_disk_is_an_error_never_taken_for_corruption(tmp_path: Path):
     assert not list(tmp_path.glob("*.corrupt-*"))
     with EventStore.open(path) as store:
         assert [e.seq for e in store.read()][:50] == list(range(1, 51))
+
+
+def test_file_events_alone_commit_without_an_fsync_of_their_own(tmp_path: Path):
+    store = EventStore.open(tmp_path / "events.sqlite3")
+
+    def sync() -> int:
+        return int(store._conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    store.append_many(
+        [ev.FileCreated(path="logs/a", area="logs"), ev.FileModified(path="logs/a", area="logs")]
+    )
+    assert sync() == 1  # NORMAL: the rescan at start re-derives them after a power loss
+    store.append_many(
+        [ev.FileDeleted(path="logs/a", area="logs"), ev.SessionStarted(session_id="s")]
+    )
+    assert sync() == 2  # FULL: any other event, and the WAL frames before it, are synced
+    store.append(ev.FileMoved(path="logs/a", area="logs", dest_path="logs/b"))
+    assert sync() == 1
+    store.close()
+
+
+def test_file_events_survive_the_writer_killed_right_after_commit(tmp_path: Path):
+    log = tmp_path / "events.sqlite3"
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from daemon.eventlog import events as ev\n"
+        "from daemon.eventlog.store import EventStore\n"
+        "s = EventStore.open(Path(sys.argv[1]))\n"
+        "s.append_many([ev.FileCreated(path=f'logs/{i}', area='logs') for i in range(50)])\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(log)], timeout=60, check=False)
+    assert done.returncode == -9
+    with EventStore.open(log) as store:
+        assert [e.data["path"] for e in store.read()] == [f"logs/{i}" for i in range(50)]
