@@ -192,30 +192,39 @@ def read_boot_id() -> str:
         return "unknown"
 
 
+def read_stat(pid: int, *, proc: Path = Path("/proc")) -> str:
+    """Process ``pid``'s ``/proc/PID/stat`` line, or "" when it cannot be read (no such
+    process, or /proc hides it: ``hidepid``, ``ProtectProc=invisible``)."""
+    try:
+        return (proc / str(pid) / "stat").read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
 def read_start_time(pid: int, *, proc: Path = Path("/proc")) -> int | None:
     """Process ``pid``'s start time in clock ticks after boot, or None when it cannot
-    be read (no such process, or /proc hides it: ``hidepid``, ``ProtectProc=invisible``)."""
-    try:
-        text = (proc / str(pid) / "stat").read_text()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return parse_start_time(text)
+    be read (see :func:`read_stat`)."""
+    return parse_start_time(read_stat(pid, proc=proc))
+
+
+def _stat_fields(stat_line: str) -> list[str]:
+    """The fields of a ``/proc/PID/stat`` line from field 3 (state) on. The command name
+    (field 2) is in parentheses and may hold spaces and parentheses itself, so fields
+    are counted from the *last* ``)``."""
+    return stat_line[stat_line.rfind(")") + 1 :].split()
 
 
 def parse_start_time(stat_line: str) -> int | None:
-    """Field 22 of a ``/proc/PID/stat`` line. The command name (field 2) is in
-    parentheses and may hold spaces and parentheses itself, so fields are counted
-    from the *last* ``)``."""
-    fields = stat_line[stat_line.rfind(")") + 1 :].split()
+    """Field 22 of a ``/proc/PID/stat`` line (start time in clock ticks after boot)."""
     try:
-        return int(fields[19])  # fields[0] is field 3 (state): field 22 is fields[19]
+        return int(_stat_fields(stat_line)[19])  # [0] is field 3: field 22 is [19]
     except (IndexError, ValueError):
         return None
 
 
 def parse_state(stat_line: str) -> str | None:
     """Field 3 of a ``/proc/PID/stat`` line (``R``, ``S``, ``Z`` for a zombie...)."""
-    fields = stat_line[stat_line.rfind(")") + 1 :].split()
+    fields = _stat_fields(stat_line)
     return fields[0] if fields else None
 
 

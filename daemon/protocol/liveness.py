@@ -49,7 +49,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from daemon.protocol.document import LockInfo, parse_start_time, parse_state, read_boot_id
+from daemon.protocol.document import (
+    LockInfo,
+    parse_start_time,
+    parse_state,
+    read_boot_id,
+    read_stat,
+)
 
 Liveness = Literal["alive", "dead", "unknown"]
 Signal = Literal["exists", "gone", "denied"]
@@ -153,10 +159,7 @@ class SystemProbe:
     kill: Callable[[int], Signal] = send_zero
 
     def __call__(self, pid: int) -> Seen:
-        try:
-            stat = (self.proc / str(pid) / "stat").read_text()
-        except (OSError, UnicodeDecodeError):
-            stat = ""  # gone, or hidden (hidepid): no evidence either way
+        stat = read_stat(pid, proc=self.proc)  # "": gone, or hidden (no evidence either way)
         ticks = parse_start_time(stat)
         return Seen(
             host=socket.gethostname(),

@@ -40,7 +40,7 @@ from daemon.eventlog.events import (
 )
 from daemon.eventlog.fold import State
 from daemon.service.holding import RETRY_S, HoldingWorkspace
-from daemon.service.metrics_file import TALLIED, MetricsFile
+from daemon.service.metrics_file import MetricsFile
 from daemon.service.model_check import ModelChecker
 from daemon.service.notify import Health, Notifier
 from daemon.service.reload import reload_config
@@ -127,8 +127,7 @@ class Daemon:
         paths = self.settings.paths
         self._status("replaying the event log")
         state = self.ws.state()
-        if self.metrics.path is not None:  # only the textfile needs the tally of all time
-            self.metrics.load(self.ws.stored(list(TALLIED)))
+        self.metrics.load_if_needed(self.ws.stored)
         self.ws.record(
             DaemonStarted(pid=os.getpid(), version=version(), workspace=str(paths.workspace))
         )

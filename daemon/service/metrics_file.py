@@ -159,10 +159,11 @@ class MetricsFile:
 
         return on_append
 
-    @property
-    def loaded(self) -> bool:
-        """Whether :meth:`load` ran (the daemon skips it while no ``metrics_file`` is set)."""
-        return self._loaded
+    def load_if_needed(self, stored: Callable[[Sequence[str]], Iterable[StoredEvent]]) -> None:
+        """:meth:`load` from ``stored(types)`` once a ``metrics_file`` is set (at start, or
+        by the reload that sets it): without one, the history of all time is not read."""
+        if self.path is not None and not self._loaded:
+            self.load(stored(TALLIED))
 
     def load(self, events: Iterable[StoredEvent]) -> None:
         """The tally of the log so far (the events of :data:`TALLIED` types)."""

@@ -13,7 +13,6 @@ from daemon import logs
 from daemon.config import check_reloadable, load_settings
 from daemon.errors import ConfigError
 from daemon.eventlog.events import ConfigRejected, ConfigReloaded
-from daemon.service.metrics_file import TALLIED
 from daemon.service.scheduler import intervals
 
 if TYPE_CHECKING:
@@ -34,8 +33,7 @@ def reload_config(d: Daemon) -> None:
         d.settings = d.ws.settings = new
         d.ws.paths = new.paths
         d.metrics.path, d.metrics.dirty = new.paths.metrics_file, True
-        if d.metrics.path is not None and not d.metrics.loaded:  # metrics just turned on
-            d.metrics.load(d.ws.stored(list(TALLIED)))
+        d.metrics.load_if_needed(d.ws.stored)  # metrics_file may have just been set
         d.coalescer.window_s = new.daemon.coalesce_window_s
         logs.configure(new.logging)
         d.scheduler.schedule(intervals(d.settings.daemon))
