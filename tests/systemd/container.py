@@ -38,6 +38,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sysconfig
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,8 +55,30 @@ mount -t tmpfs -o mode=0755,size=2g tmpfs "$BASE"
 mkdir "$BASE/upper" "$BASE/work" "$BASE/merged"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$BASE/upper,workdir=$BASE/work" "$BASE/merged"
 exec systemd-nspawn --quiet --boot --register=no --keep-unit --private-network \
-    --console=pipe --machine="$NAME" --uuid="$UUID" --directory="$BASE/merged"
+    --console=pipe --machine="$NAME" --uuid="$UUID" --directory="$BASE/merged" \
+    --bind-ro="$PROJECT:$PROJECT_INSIDE" --bind-ro="$PACKAGES:$PACKAGES_INSIDE"
 """
+REPO = Path(__file__).resolve().parents[2]
+PROJECT_INSIDE = "/opt/training-project"
+"""Where the checkout is seen in the container, bound read-only, for root to copy from: the
+host's path may lie under /tmp (a CI clone), which nspawn, and the unit's PrivateTmp=, hide."""
+PACKAGES_INSIDE = "/opt/project-packages"
+"""Where the test interpreter's site-packages are seen, bound read-only on their own: a bind
+keeps the modes of the folders above its source out of the way (a clone in a 0700 mktemp
+folder, a venv under /root), so the service user and the people can import from them."""
+
+
+def packages_folder() -> str:
+    """The site-packages of the interpreter running the tests (the project's venv)."""
+    return sysconfig.get_paths()["purelib"]
+
+
+def inside(host_path: str) -> str:
+    """A host path as the container sees it (paths in the checkout move to PROJECT_INSIDE)."""
+    path = Path(host_path)
+    if path.is_relative_to(REPO):
+        return str(PROJECT_INSIDE / path.relative_to(REPO))
+    return host_path
 
 
 class Unavailable(Exception):
@@ -259,6 +282,10 @@ def boot_container(name: str | None = None, timeout: float = 90) -> Iterator[Con
         "NAME": name,
         "UUID": secrets.token_hex(16),
         "CGROUPS": " ".join(map(str, cgroups)),
+        "PROJECT": str(REPO),
+        "PROJECT_INSIDE": PROJECT_INSIDE,
+        "PACKAGES": packages_folder(),
+        "PACKAGES_INSIDE": PACKAGES_INSIDE,
     }
     with log.open("wb") as out:
         process = subprocess.Popen(

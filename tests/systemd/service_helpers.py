@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import json
 import sys
-import sysconfig
 from pathlib import Path
 
-from tests.systemd.container import Container
+from tests.systemd.container import (
+    PACKAGES_INSIDE,
+    REPO,
+    Container,
+    inside,
+)
 
-REPO = Path(__file__).resolve().parents[2]
 WORKSPACE = "/srv/training"
 UNIT = "training-daemon"
 UNIT_FILE = REPO / "deploy/training-daemon.service"
-PROTECTED = ("/root", "/home", "/run/user")
-"""What ``ProtectHome=yes`` hides from the service."""
 DROP_IN = """\
 [Service]
 WatchdogSec=4
@@ -57,19 +58,12 @@ def system_python() -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
-def packages_folder() -> str:
-    """The site-packages of the interpreter running the tests (the project's venv)."""
-    return sysconfig.get_paths()["purelib"]
-
-
 def why_not_installable() -> str | None:
     python = system_python()
     if python is None:
         v = f"{sys.version_info.major}.{sys.version_info.minor}"
         return f"no /usr/bin/python{v}: ProtectHome=yes hides {sys.base_prefix} from the unit"
-    if packages_folder().startswith(PROTECTED):
-        return f"the project's packages ({packages_folder()}) lie under a ProtectHome path"
-    return None
+    return None  # the packages are bound to PACKAGES_INSIDE, out of ProtectHome's way
 
 
 def install_daemon(c: Container, *, config: dict[str, object] | None = None) -> None:
@@ -79,14 +73,15 @@ def install_daemon(c: Container, *, config: dict[str, object] | None = None) -> 
     c.add_user("training", system=True, home=WORKSPACE)
     venv = f"{WORKSPACE}/.venv"
     minor = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    code = inside(str(REPO))
     c.sh(
         f"""set -e
         mkdir -p {WORKSPACE}/logs {WORKSPACE}/models {WORKSPACE}/archives
-        cp -r {REPO}/daemon {REPO}/trainer {REPO}/config {WORKSPACE}/
+        cp -r {code}/daemon {code}/trainer {code}/config {WORKSPACE}/
         find {WORKSPACE} -name __pycache__ -prune -exec rm -rf {{}} +
         {python} -m venv --without-pip {venv}
-        echo {packages_folder()} > {venv}/lib/{minor}/site-packages/project-packages.pth
-        cp {UNIT_FILE} /etc/systemd/system/{UNIT}.service
+        echo {PACKAGES_INSIDE} > {venv}/lib/{minor}/site-packages/project-packages.pth
+        cp {inside(str(UNIT_FILE))} /etc/systemd/system/{UNIT}.service
         mkdir -p /etc/systemd/system/{UNIT}.service.d
         """
     )

@@ -17,12 +17,17 @@ from typing import Any
 
 import pytest
 
-from tests.systemd.container import Container, boot_container, wait_for, why_unavailable
+from tests.systemd.container import (
+    PACKAGES_INSIDE,
+    Container,
+    boot_container,
+    wait_for,
+    why_unavailable,
+)
 from tests.systemd.service_helpers import (
     UNIT,
     WORKSPACE,
     install_daemon,
-    packages_folder,
     system_python,
     why_not_installable,
 )
@@ -123,7 +128,7 @@ def test_a_person_outside_the_group_gets_one_line_and_exit_2(box: Container) -> 
             [*full, "--workspace", WORKSPACE],
             user="carol",
             umask=0o022,
-            env={"PYTHONPATH": f"/opt/code:{packages_folder()}"},
+            env={"PYTHONPATH": f"/opt/code:{PACKAGES_INSIDE}"},
             check=False,
         )
         print(done.stderr.strip())
