@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_helpers import NotifySocket
+from tests.remote_server import s3, s3_server  # noqa: F401 - fixtures: a real S3 endpoint
 
 
 @pytest.fixture
