@@ -85,14 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=commands.REASONS,
         help="recorded in the manifest (default: manual)",
     )
-    command("list", "list the archives, oldest first")
+    p = command("list", "list the archives, oldest first")
+    _remote_flag(p, "list this workspace's off-machine copies (the remote section)")
+    p.add_argument(
+        "--all-hosts",
+        action="store_true",
+        help="with --remote: every host's and workspace's copies under the prefix",
+    )
     p = command("verify", "check every member's CRC and sha256; exit 1 on any mismatch")
     p.add_argument(
         "archives",
         nargs="*",
         metavar="ARCHIVE",
-        help="archive file names or paths (default: every archive)",
+        help="archive file names or paths (default: every archive); with --remote, names "
+        "or object keys",
     )
+    _remote_flag(p, "read the off-machine copies back and check every byte's sha256")
     p = command("restore", "extract an archive into an empty or new folder", json_flag=False)
     p.add_argument("archive", metavar="ARCHIVE", help="an archive file name or path")
     p.add_argument(
@@ -102,8 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="target folder: must be empty or not exist",
     )
+    p.add_argument(
+        "--from-remote",
+        action="store_true",
+        help="download ARCHIVE (a name or object key, any host's) from the remote, sha256 "
+        "checked before anything is written under DIR",
+    )
     p = command("prune", "apply retention now (keep_last, keep_daily, ...)")
     p.add_argument("--dry-run", action="store_true", help="show what would go; delete nothing")
+    _remote_flag(p, "apply the remote section's retention to this workspace's copies only")
     p = command("events", "print the event log")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.add_argument(
@@ -117,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(name, f"{verb} an archive from rotation", json_flag=False)
         p.add_argument("archive", metavar="ARCHIVE", help="an archive file name or path")
     return parser
+
+
+def _remote_flag(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--remote", action="store_true", help=help)
 
 
 def workspace_needs(workspace: Path, config: Path | None) -> list[tuple[Path, int]]:

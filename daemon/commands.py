@@ -21,6 +21,15 @@ __all__ = ["REASONS", "dispatch"]
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "all_hosts", False) and not args.remote:
+        raise UsageError("--all-hosts needs --remote")
+    if getattr(args, "remote", False) or getattr(args, "from_remote", False):
+        from daemon import remote_commands
+
+        remote_handler: Callable[[argparse.Namespace], int] = getattr(
+            remote_commands, f"cmd_{args.command}_remote"
+        )
+        return remote_handler(args)
     handler: Callable[[argparse.Namespace], int] = HANDLERS[args.command]
     return handler(args)
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from daemon.errors import ConfigError
 from daemon.protocol.jsonfile import JSONFileError, read_object
+from daemon.remote.settings import FORBIDDEN_KEYS, RemoteConfig
 
 T = TypeVar("T")
 PREPARE_CLEARS = ("logs", "models/checkpoints", "models/backups")
@@ -175,12 +176,14 @@ class Settings:
     daemon: DaemonConfig
     logging: LoggingConfig
     paths: Paths
+    remote: RemoteConfig | None = None
+    """The ``remote`` section of config.json (off-machine copies), None when absent."""
 
 
 def load_settings(workspace: Path, config_file: Path | None = None) -> Settings:
     workspace = workspace.resolve()
     config_file = (config_file or workspace / "config" / "config.json").absolute()
-    daemon = parse_file(config_file, DaemonConfig, section="daemon")
+    daemon, remote = parse_daemon_file(config_file)
     logging = parse_file(workspace / "config" / "logging_config.json", LoggingConfig)
 
     def resolve(p: str) -> Path:
@@ -196,7 +199,45 @@ def load_settings(workspace: Path, config_file: Path | None = None) -> Settings:
         metrics_file=resolve(daemon.metrics_file) if daemon.metrics_file else None,
     )
     _check_placement(paths)
-    return Settings(daemon, logging, paths)
+    return Settings(daemon, logging, paths, remote)
+
+
+def parse_daemon_file(path: Path) -> tuple[DaemonConfig, RemoteConfig | None]:
+    """config.json: the daemon's keys (top level or one ``daemon`` section) and the optional
+    ``remote`` section beside them (or inside the ``daemon`` section)."""
+    try:
+        doc = read_object(path)
+    except JSONFileError as e:
+        raise ConfigError(str(e)) from e
+    if doc is None:
+        return DaemonConfig(), None
+    doc = dict(doc)
+    remote_doc = doc.pop("remote", None)
+    if isinstance(doc.get("daemon"), dict) and len(doc) == 1:
+        doc = dict(doc["daemon"])
+        if remote_doc is None:
+            remote_doc = doc.pop("remote", None)
+    daemon = parse_mapping(doc, DaemonConfig, source=str(path))
+    return daemon, parse_remote(remote_doc, path)
+
+
+def parse_remote(doc: object, path: Path) -> RemoteConfig | None:
+    """The ``remote`` section; keys are named ``remote.KEY`` in errors. Credentials are
+    refused: they come from the AWS chain or a systemd credential, never from this file."""
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: key 'remote' must be an object or null")
+    for key in doc:
+        if key.lower() in FORBIDDEN_KEYS:
+            raise ConfigError(
+                f"{path}: key 'remote.{key}': credentials never go in config.json; use the "
+                "AWS environment, a profile, an instance role or a systemd credential "
+                "(see README, Off-machine copies)"
+            )
+    if "url" not in doc:
+        raise ConfigError(f"{path}: key 'remote.url' is required (s3://BUCKET/PREFIX)")
+    return parse_mapping(doc, RemoteConfig, source=str(path), key_prefix="remote.")
 
 
 def _check_placement(paths: Paths) -> None:
@@ -245,21 +286,22 @@ def parse_file(path: Path, cls: type[T], *, section: str | None = None) -> T:
     return parse_mapping(doc, cls, source=str(path))
 
 
-def parse_mapping(doc: dict[str, Any], cls: type[T], *, source: str) -> T:
+def parse_mapping(doc: dict[str, Any], cls: type[T], *, source: str, key_prefix: str = "") -> T:
+    """``doc`` as a ``cls``; errors name ``source`` and the key (``key_prefix`` + key)."""
     assert dataclasses.is_dataclass(cls)
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in doc:
         if key not in names:
             known = ", ".join(sorted(names))
-            raise ConfigError(f"{source}: unknown key {key!r} (known keys: {known})")
+            raise ConfigError(f"{source}: unknown key {key_prefix + key!r} (known keys: {known})")
     values: dict[str, Any] = {}
     for key, value in doc.items():
-        values[key] = _coerce(value, hints[key], f"{source}: key {key!r}")
+        values[key] = _coerce(value, hints[key], f"{source}: key {key_prefix + key!r}")
     try:
         return cls(**values)
     except ValueError as e:
-        raise ConfigError(f"{source}: {e}") from e
+        raise ConfigError(f"{source}: {key_prefix}{e}") from e
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

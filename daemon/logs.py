@@ -29,6 +29,8 @@ from daemon.eventlog.events import StoredEvent
 WARNING_EVENTS = frozenset(
     {
         "ArchiveFailed",
+        "ArchiveMissing",
+        "ArchiveUploadFailed",
         "ConfigRejected",
         "EventLogRecovered",
         "JobFailed",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import stat
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -35,7 +36,7 @@ from daemon.eventlog.fold import State
 from daemon.eventlog.replay import Replay
 from daemon.eventlog.store import EventStore
 from daemon.identity import Identity, ensure_identity, read_identity
-from daemon.retention import Decision, Policy, decide
+from daemon.retention import Candidate, Decision, Policy, decide
 
 log = structlog.get_logger("daemon.ops")
 from daemon.prepare import Prepared, clears_member, prepare_logs  # noqa: E402
@@ -188,6 +189,7 @@ def archive_now(
             progress=progress,
             workspace_id=ws.ensure_identity().workspace_id,
             host=socket.gethostname(),
+            taken=ws.state().uploads,  # a copy's key is its name: never give it to another
         )
     except ArchiveError as e:
         ws.record(ArchiveFailed(reason=reason, session_id=session_id, error=str(e)))
@@ -261,7 +263,25 @@ def prune(ws: Workspace, *, dry_run: bool = False) -> list[Decision]:
     """Apply retention to this workspace's archives (foreign ones are not even looked at);
     returns one decision per archive of ours, newest (last recorded) first."""
     folder = ws.paths.archive_dir
-    if not folder.is_dir():
+    decisions = decide(_candidates(ws), policy_of(ws.settings))
+    if not dry_run:
+        for d in decisions:
+            if d.delete and _unlink_archive(folder / d.name):
+                ws.record(ArchivePruned(name=d.name, bytes=d.bytes, why=d.why))
+    return decisions
+
+
+def held_for_upload(ws: Workspace) -> list[str]:
+    """The archives rotation would delete but keeps because their copy is not verified yet
+    (why the folder may hold more than ``keep_last``), newest first."""
+    unheld = [replace(c, held="") for c in _candidates(ws)]
+    held = {c.name for c in _candidates(ws) if c.held}
+    return [d.name for d in decide(unheld, policy_of(ws.settings)) if d.delete and d.name in held]
+
+
+def _candidates(ws: Workspace) -> list[Candidate]:
+    """Retention's view of our archives in the folder now (none if there is no folder)."""
+    if not ws.paths.archive_dir.is_dir():
         return []
     state = ws.state()
     ours = [a for a in ws.archives() if a.ours]
@@ -272,12 +292,11 @@ def prune(ws: Workspace, *, dry_run: bool = False) -> list[Decision]:
         except FileNotFoundError:
             continue  # another pruner of ours got there first
     ours = [a for a in ours if a.name in sizes]
-    decisions = decide(ownership.candidates(ours, state, sizes), policy_of(ws.settings))
-    if not dry_run:
-        for d in decisions:
-            if d.delete and _unlink_archive(folder / d.name):
-                ws.record(ArchivePruned(name=d.name, bytes=d.bytes, why=d.why))
-    return decisions
+    candidates = ownership.candidates(ours, state, sizes)
+    if ws.settings.remote is None:
+        return candidates
+    owed = {a.name for a in state.pending_uploads()}  # never delete one whose copy is owed
+    return [replace(c, held="not uploaded yet" if c.name in owed else "") for c in candidates]
 
 
 def _unlink_archive(path: Path) -> bool:

@@ -17,7 +17,8 @@ Rules, applied together (an archive survives if any rule keeps it):
 * the newest ``keep_last`` archives;
 * with ``keep_daily`` N, the newest archive of each of the N most recent days
   that have one (likewise ``keep_weekly`` with ISO weeks), as borg does;
-* pinned archives and the newest verified archive, always, whatever else says.
+* pinned archives, the newest verified archive and archives whose off-machine copy is
+  not verified yet (``held``), always, whatever else says.
 
 ``max_total_bytes`` then deletes the oldest archives not protected by a pin or
 by being the newest verified one until the total fits, so it may also remove
@@ -45,6 +46,8 @@ class Candidate:
     """Where this workspace's log recorded it: higher is newer (the seq of its record)."""
     recorded_at: datetime | None = None
     """When the log recorded it (for keep_daily/keep_weekly); None: the time in its name."""
+    held: str = ""
+    """Why it is kept whatever the rules say, if it is (with a remote, "not uploaded yet")."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,9 @@ def decide(archives: Sequence[Candidate], policy: Policy) -> list[Decision]:
     for a in newest:
         if a.pinned:
             keep(a.name, "pinned")
+            protected.add(a.name)
+        if a.held:
+            keep(a.name, a.held)
             protected.add(a.name)
     newest_verified = next((a for a in newest if a.verified), None)
     if newest_verified is not None:

@@ -12,7 +12,9 @@
 3. fsync it and verify it from disk: every member's CRC-32 and sha256 against
    the manifest that was written (``daemon.archive.verify``);
 4. give it its final name without ever overwriting one (``link`` then
-   ``unlink``; ``_2``, ``_3``... when the name is taken) and fsync the folder.
+   ``unlink``; ``_2``, ``_3``... when the name is taken, or in ``taken``: names
+   the caller's log still knows, such as those of off-machine copies) and fsync
+   the folder.
 
 On any failure the temporary file is removed and an ``ArchiveError`` with a
 one-line message is raised (``DiskFullError`` when the disk is full). Times
@@ -27,7 +29,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -81,6 +83,7 @@ def create_archive(
     force_zip64: bool = False,
     workspace_id: str | None = None,
     host: str | None = None,
+    taken: Container[str] = (),
 ) -> ArchiveResult:
     """Archive ``workspace`` into ``archive_dir``; see the module docstring.
 
@@ -106,7 +109,7 @@ def create_archive(
             remove_temp_files(archive_dir)
             manifest, final, size = _create_locked(
                 workspace, archive_dir, reason, session_id, now, level,
-                force_zip64, progress, origin,
+                force_zip64, progress, origin, taken,
             )  # fmt: skip
     except OSError as e:
         raise _wrap(e, archive_dir, f"archive of {workspace} into {archive_dir} failed") from e
@@ -137,6 +140,7 @@ def _create_locked(
     force_zip64: bool,
     progress: Callable[[int, int], None] | None,
     origin: tuple[str | None, str | None] = (None, None),
+    taken: Container[str] = (),
 ) -> tuple[Manifest, Path, int]:
     """Write, verify and publish one archive; the caller holds the lock. Temp removed on error."""
     try:
@@ -158,7 +162,7 @@ def _create_locked(
     try:
         manifest, size = _write(tmp, sources, manifest, level, force_zip64, progress)
         _verify_written(tmp, manifest, progress, sum(s.size for s in sources))
-        final = _publish(tmp, archive_dir, now)
+        final = _publish(tmp, archive_dir, now, taken)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -233,11 +237,15 @@ def _verify_written(
         progress(total, total)
 
 
-def _publish(tmp: Path, archive_dir: Path, now: datetime) -> Path:
-    """Give ``tmp`` its final name (never overwriting one) and fsync the folder."""
+def _publish(tmp: Path, archive_dir: Path, now: datetime, taken: Container[str] = ()) -> Path:
+    """Give ``tmp`` its final name (never overwriting one, never one of ``taken``) and fsync
+    the folder."""
     n = 1
     while True:
         final = archive_dir / archive_name(now, n)
+        if final.name in taken:
+            n += 1
+            continue
         try:
             os.link(tmp, final)
         except FileExistsError:

@@ -32,6 +32,12 @@ from daemon.eventlog.daemon_events import (
     WatchRearmed,
     WorkspaceIdentified,
 )
+from daemon.eventlog.remote_events import (
+    ArchiveUploaded,
+    ArchiveUploadFailed,
+    RemoteArchivePruned,
+    RemoteUploadsAborted,
+)
 
 # --- daemon lifecycle --------------------------------------------------------
 
@@ -214,6 +220,14 @@ class ArchivePruned(Event):
 
 
 @dataclass(frozen=True)
+class ArchiveMissing(Event):
+    """A recorded archive is gone from the archive folder, and not by rotation (deleted by
+    hand): the log forgets it, so nothing waits for it any longer (an upload, say)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class ArchivePinned(Event):
     name: str
 
@@ -260,9 +274,14 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ArchiveFailed,
         ArchiveVerified,
         ArchivePruned,
+        ArchiveMissing,
         ArchivePinned,
         ArchiveUnpinned,
         TempFilesRemoved,
+        ArchiveUploaded,
+        ArchiveUploadFailed,
+        RemoteArchivePruned,
+        RemoteUploadsAborted,
         JobFailed,
         JobMissed,
         EventLogRecovered,

@@ -68,6 +68,23 @@ class ArchiveInfo:
 
 
 @dataclass(frozen=True)
+class UploadInfo:
+    """An archive's verified object (``ArchiveUploaded``), while the log knows it exists."""
+
+    name: str
+    key: str
+    sha256: str
+    bytes: int
+    seq: int = 0
+    """The seq of its ArchiveUploaded: "newest" for remote retention."""
+    recorded_at: str = ""
+    archive_id: str = ""
+    remote_pruned: bool = False
+    """Remote retention deleted the object; the entry stays while the local archive does,
+    so that an archive is never uploaded twice."""
+
+
+@dataclass(frozen=True)
 class State:
     last_seq: int = 0
     daemon_pid: int | None = None
@@ -80,6 +97,10 @@ class State:
     archive_failures: int = 0
     last_archive_error: str | None = None
     last_rescan_seq: int = 0
+    uploads: Mapping[str, UploadInfo] = field(default_factory=lambda: MappingProxyType({}))
+    upload_failures: int = 0
+    last_upload_error: str | None = None
+    last_upload_at: str | None = None
 
     @property
     def current_session(self) -> SessionInfo | None:
@@ -89,6 +110,18 @@ class State:
     def pending_sessions(self) -> list[SessionInfo]:
         """Ended sessions whose final archive was never made (interrupted work)."""
         return [s for sid in self.session_order if (s := self.sessions[sid]).needs_final_archive]
+
+    def pending_uploads(self) -> list[ArchiveInfo]:
+        """Verified archives never uploaded, oldest (first recorded) first. An upload counts
+        for the archive whose id it recorded (a name can come back after a prune)."""
+        return sorted(
+            (a for a in self.archives.values() if a.verified and not self.uploaded(a)),
+            key=lambda a: a.seq,
+        )
+
+    def uploaded(self, a: ArchiveInfo) -> bool:
+        up = self.uploads.get(a.name)
+        return up is not None and (up.archive_id == a.archive_id or not up.archive_id)
 
 
 class _Builder:
@@ -102,7 +135,11 @@ class _Builder:
             "archive_failures": state.archive_failures,
             "last_archive_error": state.last_archive_error,
             "last_rescan_seq": state.last_rescan_seq,
+            "upload_failures": state.upload_failures,
+            "last_upload_error": state.last_upload_error,
+            "last_upload_at": state.last_upload_at,
         }
+        self.uploads = dict(state.uploads)
         self.files = dict(state.files)
         self.sessions = dict(state.sessions)
         self.order = list(state.session_order)
@@ -116,6 +153,7 @@ class _Builder:
             session_order=tuple(self.order),
             archives=MappingProxyType(self.archives),
             pins=frozenset(self.pins),
+            uploads=MappingProxyType(self.uploads),
             **self.scalars,
         )
 
@@ -183,9 +221,27 @@ class _Builder:
             case "ArchiveVerified":
                 if d["name"] in self.archives:
                     self.archives[d["name"]] = replace(self.archives[d["name"]], verified=d["ok"])
-            case "ArchivePruned":
+            case "ArchivePruned" | "ArchiveMissing":
                 self.archives.pop(d["name"], None)
                 self.pins.discard(d["name"])
+                upload = self.uploads.get(d["name"])
+                if upload is not None and upload.remote_pruned:
+                    del self.uploads[d["name"]]
+            case "ArchiveUploaded":
+                self.uploads[d["name"]] = UploadInfo(
+                    d["name"], d["key"], d["sha256"], d.get("bytes", 0), ev.seq, ev.ts,
+                    d.get("archive_id", ""),
+                )  # fmt: skip
+                self.scalars.update(last_upload_error=None, last_upload_at=ev.ts)
+            case "ArchiveUploadFailed":
+                self.scalars["upload_failures"] += 1
+                self.scalars["last_upload_error"] = d.get("error")
+            case "RemoteArchivePruned":
+                upload = self.uploads.get(d["name"])
+                if upload is not None and d["name"] in self.archives:
+                    self.uploads[d["name"]] = replace(upload, remote_pruned=True)
+                else:
+                    self.uploads.pop(d["name"], None)
             case "ArchivePinned":
                 self.pins.add(d["name"])
             case "ArchiveUnpinned":

@@ -31,17 +31,21 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from daemon.eventlog.fold import ArchiveInfo, FileInfo, SessionInfo, State
+from daemon.eventlog.fold import ArchiveInfo, FileInfo, SessionInfo, State, UploadInfo
 
 FORMAT = 1
 """The snapshot encoding's version."""
 
-_MAPS: dict[str, type[Any]] = {"sessions": SessionInfo, "archives": ArchiveInfo}
+_MAPS: dict[str, type[Any]] = {
+    "sessions": SessionInfo,
+    "archives": ArchiveInfo,
+    "uploads": UploadInfo,
+}
 
 
 def _schema_key() -> str:
     parts = [f.name for f in dataclasses.fields(State)]
-    for cls in (FileInfo, SessionInfo, ArchiveInfo):
+    for cls in (FileInfo, SessionInfo, ArchiveInfo, UploadInfo):
         parts.append(cls.__name__ + ":" + ",".join(f.name for f in dataclasses.fields(cls)))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
@@ -101,6 +105,8 @@ def decode(payload: bytes) -> State:
                 values[f.name] = MappingProxyType({d["session_id"]: SessionInfo(**d) for d in raw})
             elif f.name == "archives":
                 values[f.name] = MappingProxyType({d["name"]: ArchiveInfo(**d) for d in raw})
+            elif f.name == "uploads":
+                values[f.name] = MappingProxyType({d["name"]: UploadInfo(**d) for d in raw})
             elif f.name == "pins":
                 values[f.name] = frozenset(raw)
             elif f.name == "session_order":

@@ -4,8 +4,8 @@ One thread decides. Watchdog handlers, scheduler jobs, signal handlers and the
 archiving worker only put items on one queue; the main loop takes them with
 ``get(timeout=...)`` where the timeout is the next deadline (a coalescing
 window, the systemd watchdog ping, the health file), so an idle daemon sleeps.
-Archiving runs on one worker thread, one task at a time, so the loop keeps
-recording file events and pinging systemd while a large archive is written.
+Archiving runs on one worker thread, one task at a time, uploads on another
+(service/uploads.py), so the loop records and pings while archives are made.
 
 Start-up: take ``.daemon/daemon.lock`` for life (a second daemon exits 2),
 replay the event log, remove temporary files of interrupted archives, adopt
@@ -55,6 +55,7 @@ from daemon.service.sessions import (
     refuse_prepare,
 )
 from daemon.service.texts import health_fields, rearm_text, status_text, version
+from daemon.service.uploads import Uploader, UploadsDone, replace_uploader
 from daemon.service.worker import TaskDone, run_guarded, task_done
 from daemon.watch.coalesce import Coalescer, Raw, settle
 from daemon.watch.observer import AreaChanged, LockTouched, RescanWanted, Watcher
@@ -63,8 +64,7 @@ from daemon.watch.rescan import diff, snapshot, stat_file
 log = structlog.get_logger("daemon.service")
 
 WAKE = object()
-BATCH = 5000
-"""Items taken from the queue before the loop acts on them."""
+BATCH = 5000  # items taken from the queue before the loop acts on them
 LOCK_RECHECK_S = 0.3
 """A dying trainer's close event can precede the release of its flock: look again."""
 START_EXTEND_S = 60.0
@@ -114,6 +114,7 @@ class Daemon:
         self._extending: str | None = None
         self._view = State()
         """The state as last folded: enough for status texts, which need not be exact."""
+        self.uploader: Uploader | None = None
         self.watcher: Watcher
         self.scheduler: Scheduler
         self.worker: ThreadPoolExecutor
@@ -149,6 +150,7 @@ class Daemon:
                 Scheduler(self.queue.put) as self.scheduler,
             ):
                 self.scheduler.schedule(intervals(self.settings.daemon))
+                self.uploader = replace_uploader(None, self.ws, self.settings, self.queue.put)
                 self._rescan_now("start")
                 self._act(self.clock())  # the lock, and the work owed since the last run
                 self.notifier.ready(self._status_text())
@@ -158,6 +160,8 @@ class Daemon:
                 self.notifier.stopping(f"stopping ({reason})")
                 self._drain()
         finally:
+            if self.uploader is not None:
+                self.uploader.stop()  # cancels the transfer in flight: the next run redoes it
             self.ws.record(DaemonStopped(pid=os.getpid(), reason=reason))
             self.ws.retry(self.clock() + RETRY_S)  # one last try for what a full disk held
             self.metrics.flush(self._state, up=False, force=True)
@@ -166,8 +170,8 @@ class Daemon:
         return 0
 
     def _extend_start(self, archive: str) -> None:
-        """While unrecorded archives are verified before READY=1, keep systemd's start timeout
-        (TimeoutStartSec) from running out: EXTEND_TIMEOUT_USEC, at most every few seconds."""
+        """Keep systemd's start timeout from running out while unrecorded archives are verified
+        before READY=1: EXTEND_TIMEOUT_USEC, at most every few seconds."""
         now = self.clock()
         if archive != self._extending or now >= self._next_extend:
             self._extending = archive
@@ -236,12 +240,16 @@ class Daemon:
             self._job_due(item.name)
         elif isinstance(item, TaskDone):
             self._task_done(item)
+        elif isinstance(item, UploadsDone):
+            self._rotate = True  # archives kept for want of a copy may go now
         elif isinstance(item, Event):
             self.ws.record(item)  # WatcherDegraded, JobFailed, JobMissed
 
     def _job_due(self, name: str) -> None:
         if name == "stale_check":
             self._lock_dirty = True
+            if self.uploader is not None:
+                self.uploader.wake()  # archives another writer (the CLI) recorded
             self._rearm("tick")  # two lstat calls: is each area still the folder watched?
             if not self.watcher.alive():
                 self._restart_watcher()
@@ -255,7 +263,7 @@ class Daemon:
             self._rescan = self._rescan or "disk_space_recovered"
         if self._reload:
             self._reload = False
-            self._reload_config()
+            reload_config(self)
         self.coalescer.poll(self._stat, now)  # files that stay open: did they grow?
         due = self.coalescer.due(now)
         if due:
@@ -329,6 +337,8 @@ class Daemon:
     def _task_done(self, done: TaskDone) -> None:
         self._busy = None
         self._lock_dirty = True
+        if self.uploader is not None:  # a new archive may be owed a copy
+            self.uploader.wake()
         if done.task == ROTATE and done.error is None:
             self.metrics.rotation_ran(time.time())
         if done.error is None:
@@ -355,11 +365,9 @@ class Daemon:
         if self.notifier.watchdog_s is None or now < self._next_ping:
             return
         self._next_ping = now + self.notifier.watchdog_s
-        if self.watcher.alive() and self.scheduler.alive():
+        uploading = self.uploader is None or self.uploader.alive()
+        if self.watcher.alive() and self.scheduler.alive() and uploading:
             self.notifier.watchdog()
-
-    def _reload_config(self) -> None:
-        reload_config(self)
 
     # --- status -------------------------------------------------------------
 

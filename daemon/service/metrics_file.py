@@ -58,7 +58,6 @@ class Tally:
     uploads: int = 0
     upload_failures: int = 0
     last_upload: float | None = None
-    uploaded: frozenset[str] = frozenset()
 
 
 def _epoch(iso: str) -> float | None:
@@ -81,8 +80,7 @@ def tally(t: Tally, ev: StoredEvent) -> Tally:
         case "RotationCompleted":
             return replace(t, last_prune=ts)
         case "ArchiveUploaded":
-            name = str(ev.data.get("name", ""))
-            return replace(t, uploads=t.uploads + 1, last_upload=ts, uploaded=t.uploaded | {name})
+            return replace(t, uploads=t.uploads + 1, last_upload=ts)
         case "ArchiveUploadFailed":
             return replace(t, upload_failures=t.upload_failures + 1)
     return t
@@ -100,8 +98,8 @@ def figures(
     """The figures of one instant; ``on_disk`` is the archive folder as ``list`` sees it."""
     verified = [a for a in state.archives.values() if a.verified]
     last_ok = _epoch(verified[-1].created_at) if verified else None
-    remote_seen = t.uploads or t.upload_failures
-    pending = sum(1 for a in verified if a.name not in t.uploaded) if remote_seen else 0
+    remote_seen = t.uploads or t.upload_failures or state.uploads
+    pending = len(state.pending_uploads()) if remote_seen else 0
     session = state.current_session
     prunes = [x for x in (t.last_prune, rotated_at) if x is not None]
     return Figures(

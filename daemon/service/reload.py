@@ -2,7 +2,8 @@
 
 A changed ``archive_dir`` or ``event_log`` is refused (``ConfigRejected``); the
 rest takes effect at once: intervals, coalescing window, logging, the metrics
-file, the lock file's path (the watches are restarted for it).
+file, the ``remote`` section (the uploader is restarted for a new one), the lock
+file's path (the watches are restarted for it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from daemon.config import check_reloadable, load_settings
 from daemon.errors import ConfigError
 from daemon.eventlog.events import ConfigRejected, ConfigReloaded
 from daemon.service.scheduler import intervals
+from daemon.service.uploads import replace_uploader
 
 if TYPE_CHECKING:
     from daemon.service.loop import Daemon
@@ -37,6 +39,7 @@ def reload_config(d: Daemon) -> None:
         d.coalescer.window_s = new.daemon.coalesce_window_s
         logs.configure(new.logging)
         d.scheduler.schedule(intervals(d.settings.daemon))
+        d.uploader = replace_uploader(d.uploader, d.ws, new, d.queue.put)
         if new.paths.lock_file != old.paths.lock_file:
             d.watcher.lock_file = new.paths.lock_file
             d._restart_watcher()

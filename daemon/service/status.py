@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from daemon import protocol
+from daemon import ops, protocol
 from daemon.ops import Workspace
 from daemon.render import human_bytes
 
@@ -44,6 +44,27 @@ def status_document(ws: Workspace) -> dict[str, Any]:
         "last_archive_error": state.last_archive_error,
         "tracked_files": len(state.files),
         "last_seq": state.last_seq,
+        "remote": remote_part(ws) if ws.settings.remote is not None else None,
+    }
+
+
+def remote_part(ws: Workspace) -> dict[str, Any]:
+    """Off-machine copies as the log knows them (no network): what waits, what was last
+    done, and which local archives rotation keeps beyond keep_last only for want of a copy."""
+    state = ws.state()
+    remote = ws.settings.remote
+    assert remote is not None
+    pending = [a.name for a in state.pending_uploads()]
+    last = max(state.uploads.values(), key=lambda u: u.seq, default=None)
+    return {
+        "url": remote.url,
+        "pending": len(pending),
+        "pending_archives": pending,
+        "last_upload": asdict(last) if last is not None else None,
+        "last_upload_at": state.last_upload_at,
+        "upload_failures": state.upload_failures,
+        "last_error": state.last_upload_error,
+        "held_locally": ops.held_for_upload(ws),
     }
 
 
@@ -75,5 +96,21 @@ def render_status(doc: dict[str, Any]) -> str:
         lines.append(f"pending     {', '.join(doc['pending_sessions'])} (awaiting archive)")
     if doc["last_archive_error"]:
         lines.append(f"last error  {doc['last_archive_error']}")
+    if doc.get("remote"):
+        lines.extend(_remote_lines(doc["remote"]))
     lines.append(f"events      {doc['last_seq']} recorded, {doc['tracked_files']} files tracked")
     return "\n".join(lines)
+
+
+def _remote_lines(r: dict[str, Any]) -> list[str]:
+    last = r["last_upload"]
+    done = f"last upload {last['name']} at {r['last_upload_at']}" if last else "none uploaded"
+    lines = [f"remote      {r['url']}: {r['pending']} pending, {done}"]
+    if r["held_locally"]:
+        lines.append(
+            f"            {len(r['held_locally'])} local archive(s) kept beyond keep_last "
+            "until their upload is verified"
+        )
+    if r["last_error"]:
+        lines.append(f"            last upload error: {r['last_error']}")
+    return lines

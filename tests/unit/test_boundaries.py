@@ -91,6 +91,17 @@ def test_the_archive_engine_is_a_library_of_its_own():
     assert forbidden("daemon/archive", allowed) == []
 
 
+def test_the_remote_library_knows_nothing_of_the_log_or_the_service():
+    allowed = ("daemon.remote", "daemon.errors", "daemon.archive")
+    assert forbidden("daemon/remote", allowed) == []
+
+
+def test_reading_the_config_does_not_import_boto3():
+    loaded = modules_after_import("daemon.config")
+    assert "boto3" not in loaded
+    assert "botocore" not in loaded
+
+
 def test_the_event_log_imports_nothing_of_archive_watch_or_service():
     assert forbidden("daemon/eventlog", ("daemon.eventlog", "daemon.errors")) == []
 

@@ -139,7 +139,11 @@ def test_the_alert_rules_parse_and_name_existing_metrics() -> None:
     rules = yaml.safe_load((REPO / "deploy/prometheus-alerts.yml").read_text())
     (group,) = rules["groups"]
     alerts = {rule["alert"]: rule for rule in group["rules"]}
-    assert set(alerts) == {"TrainingArchiverNoRecentArchive", "TrainingArchiverArchiveFailures"}
+    assert set(alerts) == {
+        "TrainingArchiverNoRecentArchive",
+        "TrainingArchiverArchiveFailures",
+        "TrainingArchiverUploadsFailing",
+    }
     known = set(metrics.metric_names())
     for rule in alerts.values():
         assert rule["annotations"]["summary"]

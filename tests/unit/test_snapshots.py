@@ -79,6 +79,16 @@ event_st: st.SearchStrategy[ev.Event] = st.one_of(
     st.builds(ev.ArchivePinned, name=name_st),
     st.builds(ev.ArchiveUnpinned, name=name_st),
     st.builds(ev.ModelInvalid, path=path_st, error=st.just("truncated")),
+    st.builds(
+        ev.ArchiveUploaded,
+        name=name_st,
+        key=name_st,
+        bytes=small,
+        sha256=st.text("ab", max_size=3),
+        archive_id=st.text("abc", max_size=3),
+    ),
+    st.builds(ev.ArchiveUploadFailed, name=name_st, error=st.text(max_size=5)),
+    st.builds(ev.RemoteArchivePruned, name=name_st, key=name_st),
 )
 
 
@@ -131,10 +141,13 @@ def test_a_state_with_every_field_set_round_trips_through_json():
         ev.ArchivePinned(name="a.zip"),
         ev.ArchiveFailed(reason="manual", session_id=None, error="disk full"),
         ev.Rescanned(trigger="start", files=2),
+        ev.ArchiveUploaded("a.zip", "p/h/w/a.zip", 20, "ff", 1.5, archive_id="id2"),
+        ev.ArchiveUploadFailed("b.zip", "cannot reach S3 endpoint"),
     ]
     stored = [ev.StoredEvent(i + 1, "t", e.type, 1, e.payload()) for i, e in enumerate(events)]
     state = fold(State(), stored)
     assert len(state.pins) == 2 and state.last_archive_error and state.last_rescan_seq
+    assert state.uploads and state.last_upload_error and state.last_upload_at
     back = decode(encode(state))
     same(back, state)
     assert back.session_order == ("zz", "aa") and back.current_session == state.current_session
