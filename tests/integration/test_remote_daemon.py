@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -331,3 +332,24 @@ def test_an_archive_deleted_by_hand_before_its_upload_is_owed_no_longer(
     finally:
         assert daemon.terminate(60) == 0, daemon.stderr()
     assert name not in uploaded(ws)
+
+
+def test_a_reload_that_adds_the_remote_section_uploads_what_exists(
+    tmp_path: Path, s3: S3, notify: NotifySocket
+) -> None:
+    url = s3.fresh_url()
+    ws = make_daemon_workspace(tmp_path / "ws", retry_max_s=0.5)
+    daemon = DaemonProcess(ws, notify)
+    try:
+        daemon.wait_ready(60)
+        before = json.loads(daemon_cli(ws, "archive", "--json").stdout)["name"]
+        assert cli_json(ws, "status")["remote"] is None
+        config = ws / "config/config.json"
+        doc = json.loads(config.read_text())
+        config.write_text(json.dumps({**doc, "remote": remote_section(s3, url)}))
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_event("ConfigReloaded", timeout=30)
+        daemon.wait_event("ArchiveUploaded", timeout=60, name=before)
+    finally:
+        assert daemon.terminate(60) == 0, daemon.stderr()
+    assert [o["name"] for o in cli_json(ws, "list", "--remote")] == [before]
