@@ -171,10 +171,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for _, r in results) else 1
 
 
-def cmd_restore(args: argparse.Namespace) -> int:
-    target: Path = args.to
+def check_restore_target(target: Path) -> None:
+    """Refuse (exit 2) a target that is not an empty folder or a path that does not exist."""
     if target.is_symlink() or (target.exists() and (not target.is_dir() or any(target.iterdir()))):
         raise UsageError(f"restore target {target} must be an empty folder or not exist")
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    target: Path = args.to
+    check_restore_target(target)
     with _open(args) as ws:
         path = _resolve(ws, args.archive)
         checked = engine.has_manifest(path)

@@ -124,13 +124,14 @@ def candidates(ours: list[Listed], state: State, sizes: Mapping[str, int]) -> li
                 pinned=item.name in state.pins,
                 verified=bool(info and info.verified),
                 order=info.seq if info is not None and info.seq else unrecorded,
-                recorded_at=_time(info.recorded_at) if info is not None else None,
+                recorded_at=parse_time(info.recorded_at) if info is not None else None,
             )
         )
     return out
 
 
-def _time(ts: str) -> datetime | None:
+def parse_time(ts: str) -> datetime | None:
+    """A recorded ISO-8601 time, or None when it is not one."""
     try:
         return datetime.fromisoformat(ts)
     except ValueError:

@@ -17,6 +17,7 @@ from typing import Any
 
 from daemon import archive as engine
 from daemon import ops, remote, remote_ops
+from daemon.commands import check_restore_target
 from daemon.errors import ArchiveNotFoundError, UsageError
 from daemon.ops import Workspace
 from daemon.remote.settings import RemoteConfig
@@ -119,8 +120,7 @@ def cmd_restore_remote(args: argparse.Namespace) -> int:
     """Download (streamed, sha256 checked) next to the target, then restore as from a local
     archive: nothing is written under DIR before the copy's every byte is checked."""
     target: Path = args.to
-    if target.is_symlink() or (target.exists() and (not target.is_dir() or any(target.iterdir()))):
-        raise UsageError(f"restore target {target} must be an empty folder or not exist")
+    check_restore_target(target)
     parent = target.absolute().parent
     if not parent.is_dir():
         raise UsageError(f"restore target's folder {parent} does not exist")

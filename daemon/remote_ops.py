@@ -14,7 +14,6 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,7 @@ from daemon.eventlog.remote_events import (
     RemoteUploadsAborted,
 )
 from daemon.ops import Workspace
+from daemon.ownership import parse_time
 from daemon.remote.settings import RemoteConfig
 from daemon.retention import Candidate, Decision, Policy, decide
 
@@ -143,7 +143,7 @@ def candidates(objects: list[remote.RemoteObject], state: State) -> list[Candida
                 pinned=obj.name in state.pins,
                 verified=True,
                 order=up.seq,
-                recorded_at=_time(up.recorded_at),
+                recorded_at=parse_time(up.recorded_at),
             )
         )
     return out
@@ -172,13 +172,6 @@ def prune_remote(
             ws.record(RemoteArchivePruned(name=obj.name, key=obj.key, why=why))
     remote.write_index(client, cfg.bucket, place.index, [o for o in objects if o.name not in gone])
     return decisions
-
-
-def _time(ts: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(ts)
-    except ValueError:
-        return None
 
 
 def find_object(
