@@ -38,6 +38,7 @@ bench: $(VENV)/.installed
 	$(PY) tests/benchmarks/bench_trainer.py
 	$(PY) tests/benchmarks/bench_sessions.py
 	$(PY) tests/benchmarks/bench_eventlog.py
+	$(PY) tests/benchmarks/bench_remote.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
