@@ -133,7 +133,14 @@ def cmd_restore_remote(args: argparse.Namespace) -> int:
             local = Path(tmp) / obj.name
             if sys.stderr.isatty():
                 print(f"downloading {obj.key} ({human_bytes(obj.bytes)})", file=sys.stderr)
-            remote.download_verified(client, cfg.bucket, obj.key, local, sha256=obj.sha256)
+            recorded = ws.state().uploads.get(obj.name)
+            expected = recorded.sha256 if recorded and recorded.key == obj.key else obj.sha256
+            if expected is None:
+                raise remote.RemoteIntegrityError(
+                    f"{obj.key} has no sha256 (not in its metadata, its index or this log): "
+                    "it cannot be checked, so it is not restored"
+                )
+            remote.download_verified(client, cfg.bucket, obj.key, local, sha256=expected)
             progress = Progress("restoring") if sys.stderr.isatty() else None
             try:
                 count = engine.restore_archive(local, target, progress=progress)

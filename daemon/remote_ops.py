@@ -94,7 +94,8 @@ def upload(
     """
     path = ws.paths.archive_dir / info.name
     if not path.is_file():
-        ws.record(ArchiveMissing(name=info.name))
+        if ws.paths.archive_dir.is_dir():  # not a folder that is briefly unmounted
+            ws.record(ArchiveMissing(name=info.name))
         return None
     sha256 = remote.file_sha256(path)
     metadata = {

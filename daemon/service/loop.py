@@ -240,7 +240,7 @@ class Daemon:
             self._job_due(item.name)
         elif isinstance(item, TaskDone):
             self._task_done(item)
-        elif isinstance(item, UploadsDone):
+        elif isinstance(item, UploadsDone) and item.uploaded:
             self._rotate = True  # archives kept for want of a copy may go now
         elif isinstance(item, Event):
             self.ws.record(item)  # WatcherDegraded, JobFailed, JobMissed

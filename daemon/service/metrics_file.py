@@ -43,7 +43,9 @@ TALLIED = (
     "ArchiveUploadFailed",
 )
 """Event types whose counts and times only the metrics keep."""
-REWRITE_ON = frozenset({*TALLIED, "ArchiveVerified", "DaemonStarted", "RotationCompleted"})
+REWRITE_ON = frozenset(
+    {*TALLIED, "ArchiveVerified", "ArchiveMissing", "DaemonStarted", "RotationCompleted"}
+)
 """Event types after which the file is rewritten."""
 
 

@@ -190,7 +190,7 @@ def _advance(
 
 def backoff(failures: int, *, base_s: float = 5.0, cap_s: float = 300.0) -> float:
     """Seconds to wait before retrying a task that failed ``failures`` times in a row."""
-    return float(min(cap_s, base_s * 2 ** max(0, failures - 1)))
+    return float(min(cap_s, base_s * 2 ** min(30, max(0, failures - 1))))
 
 
 # --- the thin executor: IO around the decision --------------------------------

@@ -97,13 +97,12 @@ class Uploader:
             try:
                 uploaded = self._round()
             except remote.RemoteError as e:
-                self._failed(str(e))
+                self._backoff(str(e))
                 continue
-            except Exception as e:  # a bug must not kill the thread silently
+            except Exception as e:  # a bug must not kill the thread
                 error = f"{type(e).__name__}: {e}"
                 log.exception("upload round failed", error=error)
-                self.ws.record(JobFailed(job="upload", error=error))
-                self._failed(error, record=False)
+                self._backoff(error, job=True)
                 continue
             self._failures = 0
             if uploaded:
@@ -130,27 +129,43 @@ class Uploader:
                 count += 1
             self.current = None
         if count and not self._stop.is_set():
-            remote_ops.prune_remote(self.ws, client, place)
+            try:
+                remote_ops.prune_remote(self.ws, client, place)
+            except remote.RemoteError as e:  # the uploads stand; the next round prunes again
+                self.ws.record(JobFailed(job="remote_prune", error=str(e)))
         return count
+
+    def _backoff(self, error: str, *, job: bool = False) -> None:
+        """Record the failure and wait; never raises (the thread must live on)."""
+        try:
+            if job:
+                self.ws.record(JobFailed(job="upload", error=error))
+            self._failed(error, record=not job)
+        except Exception:
+            log.exception("recording an upload failure failed")
+            self._stop.wait(self.retry_max_s)
 
     def _failed(self, error: str, *, record: bool = True) -> None:
         if self._stop.is_set():
             return  # cancelled by stop(): not a failure of the remote
         self._failures += 1
         wait = backoff(self._failures, cap_s=self.retry_max_s)
+        pending = self.ws.state().pending_uploads()
         if record:
-            pending = self.ws.state().pending_uploads()
             name = self.current or (pending[0].name if pending else "-")
             self.ws.record(
                 ArchiveUploadFailed(name=name, error=error, attempt=self._failures, retry_in_s=wait)
             )
         self.current = None
         self.put(UploadsDone(0, error))
+        owed = {a.archive_id for a in pending}
         deadline = time.monotonic() + wait
         while not self._stop.is_set() and time.monotonic() < deadline:
             if self._wake.wait(deadline - time.monotonic()):
                 self._wake.clear()
-                break  # a new archive: try now
+                now = {a.archive_id for a in self.ws.state().pending_uploads()}
+                if now - owed:
+                    break  # a new archive: try now (other wakes keep the backoff)
 
 
 def replace_uploader(
