@@ -274,8 +274,9 @@ def prune(ws: Workspace, *, dry_run: bool = False) -> list[Decision]:
 def held_for_upload(ws: Workspace) -> list[str]:
     """The archives rotation would delete but keeps because their copy is not verified yet
     (why the folder may hold more than ``keep_last``), newest first."""
-    unheld = [replace(c, held="") for c in _candidates(ws)]
-    held = {c.name for c in _candidates(ws) if c.held}
+    candidates = _candidates(ws)  # one look at the folder (it reads manifests)
+    unheld = [replace(c, held="") for c in candidates]
+    held = {c.name for c in candidates if c.held}
     return [d.name for d in decide(unheld, policy_of(ws.settings)) if d.delete and d.name in held]
 
 

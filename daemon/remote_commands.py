@@ -13,7 +13,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import archive as engine
 from daemon import ops, remote, remote_ops
@@ -22,6 +22,9 @@ from daemon.errors import ArchiveNotFoundError, UsageError
 from daemon.ops import Workspace
 from daemon.remote.settings import RemoteConfig
 from daemon.render import Progress, human_bytes, table
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 def _remote(ws: Workspace) -> RemoteConfig:
@@ -33,8 +36,9 @@ def _remote(ws: Workspace) -> RemoteConfig:
     return ws.settings.remote
 
 
-def _listing(ws: Workspace, cfg: RemoteConfig, *, all_hosts: bool) -> list[remote.RemoteObject]:
-    client = remote_ops.client_for(cfg)
+def _listing(
+    ws: Workspace, client: S3Client, cfg: RemoteConfig, *, all_hosts: bool
+) -> list[remote.RemoteObject]:
     if all_hosts:
         return remote.list_archives(client, cfg)
     place = remote_ops.place_of(ws, cfg)
@@ -46,7 +50,7 @@ def _listing(ws: Workspace, cfg: RemoteConfig, *, all_hosts: bool) -> list[remot
 def cmd_list_remote(args: argparse.Namespace) -> int:
     with ops.open_workspace(args.workspace, args.config) as ws:
         cfg = _remote(ws)
-        objects = _listing(ws, cfg, all_hosts=args.all_hosts)
+        objects = _listing(ws, remote_ops.client_for(cfg), cfg, all_hosts=args.all_hosts)
     if args.json:
         print(json.dumps([o.to_json() for o in objects], indent=2))
         return 0
@@ -78,10 +82,10 @@ def cmd_verify_remote(args: argparse.Namespace) -> int:
     it and, for this workspace's copies, the one the log recorded at upload."""
     with ops.open_workspace(args.workspace, args.config) as ws:
         cfg = _remote(ws)
-        objects = _listing(ws, cfg, all_hosts=bool(args.archives))
+        client = remote_ops.client_for(cfg)
+        objects = _listing(ws, client, cfg, all_hosts=bool(args.archives))
         place = remote_ops.place_of(ws, cfg)
         chosen = [_find(objects, a, place) for a in args.archives] if args.archives else objects
-        client = remote_ops.client_for(cfg)
         uploads = ws.state().uploads
         results = []
         for obj in chosen:
@@ -126,9 +130,9 @@ def cmd_restore_remote(args: argparse.Namespace) -> int:
         raise UsageError(f"restore target's folder {parent} does not exist")
     with ops.open_workspace(args.workspace, args.config) as ws:
         cfg = _remote(ws)
-        objects = _listing(ws, cfg, all_hosts=True)
-        obj = _find(objects, args.archive, remote_ops.place_of(ws, cfg))
         client = remote_ops.client_for(cfg)
+        objects = _listing(ws, client, cfg, all_hosts=True)
+        obj = _find(objects, args.archive, remote_ops.place_of(ws, cfg))
         with tempfile.TemporaryDirectory(prefix=".restore-", dir=parent) as tmp:
             local = Path(tmp) / obj.name
             if sys.stderr.isatty():

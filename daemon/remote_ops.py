@@ -165,12 +165,11 @@ def prune_remote(
     )
     if dry_run:
         return decisions
-    gone = {d.name for d in decisions if d.delete}
+    gone = {d.name: d.why for d in decisions if d.delete}
     for obj in objects:
         if obj.name in gone:
             remote.delete_archive(client, cfg.bucket, obj.key)
-            why = next(d.why for d in decisions if d.name == obj.name)
-            ws.record(RemoteArchivePruned(name=obj.name, key=obj.key, why=why))
+            ws.record(RemoteArchivePruned(name=obj.name, key=obj.key, why=gone[obj.name]))
     remote.write_index(client, cfg.bucket, place.index, [o for o in objects if o.name not in gone])
     return decisions
 

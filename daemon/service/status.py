@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from daemon import ops, protocol
+from daemon.eventlog.fold import State
 from daemon.ops import Workspace
 from daemon.render import human_bytes
 
@@ -44,14 +45,13 @@ def status_document(ws: Workspace) -> dict[str, Any]:
         "last_archive_error": state.last_archive_error,
         "tracked_files": len(state.files),
         "last_seq": state.last_seq,
-        "remote": remote_part(ws) if ws.settings.remote is not None else None,
+        "remote": remote_part(ws, state) if ws.settings.remote is not None else None,
     }
 
 
-def remote_part(ws: Workspace) -> dict[str, Any]:
+def remote_part(ws: Workspace, state: State) -> dict[str, Any]:
     """Off-machine copies as the log knows them (no network): what waits, what was last
     done, and which local archives rotation keeps beyond keep_last only for want of a copy."""
-    state = ws.state()
     remote = ws.settings.remote
     assert remote is not None
     pending = [a.name for a in state.pending_uploads()]
